@@ -1,0 +1,24 @@
+//! Images and registries: the OCI image model (digests, references, platforms, media
+//! types, manifests, indexes, configs) and the distribution-protocol client that pulls and
+//! pushes them.
+//!
+//! Owns: everything about talking to a registry (auth, retries, blob upload and download,
+//! manifest resolution) and the data types other crates use to describe images.
+//! Must not: know about the solver, the cache or how images are built.
+//!
+//! Entry points: [`Reference`] to name an image, [`Client`] to talk to registries.
+
+mod digest;
+mod media_type;
+mod model;
+mod platform;
+mod reference;
+
+pub use digest::{Digest, Hasher, InvalidDigest};
+pub use media_type::{Compression, MediaType};
+pub use model::{
+    AnyManifest, ContainerConfig, Descriptor, EmptyObject, HealthConfig, History, ImageConfig, ImageIndex,
+    ImageManifest, ManifestError, RootFs,
+};
+pub use platform::{InvalidPlatform, Platform};
+pub use reference::{DOCKER_HUB, InvalidReference, Reference};
