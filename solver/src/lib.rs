@@ -1,8 +1,19 @@
 //! The solver: the build graph IR ([`ir`]) and the scheduler that runs a graph against the
 //! content-addressed cache, running independent vertices concurrently.
 //!
-//! Owns: the IR and its digests, cache-key computation, scheduling, in-flight
-//! de-duplication, cancellation and progress events.
+//! Owns: the IR and its digests, cache-key computation ([`key`]), scheduling, in-flight
+//! de-duplication, cancellation and progress events ([`progress`]).
 //! Must not: know Dockerfile syntax or how a process is isolated.
+//!
+//! Entry point: [`Solver::solve`] with a [`Worker`].
 
+mod error;
 pub mod ir;
+pub mod key;
+pub mod progress;
+mod scheduler;
+#[cfg(test)]
+mod scheduler_tests;
+
+pub use error::{ProcessEnd, SolveError};
+pub use scheduler::{Solution, SolveOptions, Solver, Step, Worker};

@@ -193,8 +193,12 @@ mod tests {
     #[test]
     fn equal_ops_are_deduplicated_and_meta_is_not_hashed() {
         let mut g = Graph::new();
-        let a = g.add(scratch_mkdir("/a"), vec![], VertexMeta { name: "one".into(), ..Default::default() }).unwrap();
-        let b = g.add(scratch_mkdir("/a"), vec![], VertexMeta { name: "two".into(), ..Default::default() }).unwrap();
+        let a = g
+            .add(scratch_mkdir("/a"), vec![], VertexMeta { name: "one".into(), ..Default::default() })
+            .unwrap();
+        let b = g
+            .add(scratch_mkdir("/a"), vec![], VertexMeta { name: "two".into(), ..Default::default() })
+            .unwrap();
         let c = g.add(scratch_mkdir("/c"), vec![], VertexMeta::default()).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -211,7 +215,11 @@ mod tests {
             g.add(
                 Op::File(FileOp {
                     base: Some(0),
-                    actions: vec![FileAction::Rm(Rm { path: "/x".into(), allow_not_found: true, allow_wildcard: false })],
+                    actions: vec![FileAction::Rm(Rm {
+                        path: "/x".into(),
+                        allow_not_found: true,
+                        allow_wildcard: false,
+                    })],
                 }),
                 vec![input],
                 VertexMeta::default(),
@@ -227,8 +235,10 @@ mod tests {
     #[test]
     fn rejects_dangling_inputs() {
         let mut g = Graph::new();
-        assert!(matches!(g.add(scratch_mkdir("/a"), vec![VertexId(3)], VertexMeta::default()),
-            Err(GraphError::UnknownInput { .. })));
+        assert!(matches!(
+            g.add(scratch_mkdir("/a"), vec![VertexId(3)], VertexMeta::default()),
+            Err(GraphError::UnknownInput { .. })
+        ));
         let bad = Op::File(FileOp { base: Some(1), actions: vec![] });
         assert!(matches!(g.add(bad, vec![], VertexMeta::default()), Err(GraphError::BadInputIndex { .. })));
     }

@@ -1,0 +1,336 @@
+//! The scheduler: computes every key up front, serves what it can from the cache, and runs
+//! the rest with every vertex whose inputs are ready running at once.
+
+use crate::error::SolveError;
+use crate::ir::{Graph, Op, Source, Vertex, VertexId};
+use crate::key::{self, CacheKey, KeyComponent, LocalSelection};
+use crate::progress::{Event, ProgressSink, StepStats};
+use registry::Digest;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Everything the scheduler needs from the outside world: the cache, and a way to run each
+/// kind of op. The real implementation is [`crate::LocalWorker`]; tests use small fakes.
+pub trait Worker: Send + Sync + 'static {
+    /// The result of a vertex (for the real worker: a layer chain or a local directory).
+    type Output: Clone + Send + Sync + 'static;
+
+    /// Checksum of what `selection` picks from the local source (blocking; runs on a
+    /// blocking thread).
+    fn checksum_local(
+        &self,
+        source: &crate::ir::LocalSource,
+        selection: &LocalSelection,
+    ) -> Result<Digest, SolveError>;
+
+    /// The stored result for `key`, if any (blocking, cheap).
+    fn load(&self, key: &CacheKey, vertex: &Vertex) -> Result<Option<Self::Output>, SolveError>;
+
+    /// Records `output` as the result for `key` (blocking, cheap).
+    fn save(&self, key: &CacheKey, vertex: &Vertex, output: &Self::Output) -> Result<(), SolveError>;
+
+    /// Whether results of `vertex` are cached at all (local sources are re-read every build).
+    fn cacheable(&self, vertex: &Vertex) -> bool;
+
+    /// Runs one vertex on its inputs' results. On cancellation the future returns
+    /// `SolveError::Cancelled` after releasing everything it holds.
+    fn execute(
+        &self,
+        step: Step,
+        vertex: Vertex,
+        inputs: Vec<Self::Output>,
+    ) -> impl Future<Output = Result<Self::Output, SolveError>> + Send;
+}
+
+/// What a running vertex gets besides its inputs.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Progress id (the vertex digest).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Where to report logs and transfers.
+    pub progress: ProgressSink,
+    /// Fired when the solve is cancelled.
+    pub cancel: CancellationToken,
+    /// Resource use to report with `Done`; the worker fills it in.
+    pub stats: Arc<std::sync::Mutex<StepStats>>,
+}
+
+/// Options of one solve.
+#[derive(Clone, Debug)]
+pub struct SolveOptions {
+    /// Upper bound on concurrently running `Exec` vertices.
+    pub max_parallel_exec: usize,
+    /// Ignore the cache for every vertex (`--no-cache`).
+    pub ignore_cache: bool,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        SolveOptions {
+            max_parallel_exec: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ignore_cache: false,
+        }
+    }
+}
+
+/// The result of a solve.
+#[derive(Clone, Debug)]
+pub struct Solution<O> {
+    /// One output per requested target, in order.
+    pub outputs: Vec<O>,
+    /// The key of every vertex the targets depend on.
+    pub keys: BTreeMap<VertexId, CacheKey>,
+    /// Vertices that ran.
+    pub ran: Vec<VertexId>,
+    /// Vertices served from the cache.
+    pub cached: Vec<VertexId>,
+}
+
+/// Runs graphs with a [`Worker`].
+pub struct Solver<W: Worker> {
+    worker: Arc<W>,
+    progress: ProgressSink,
+    options: SolveOptions,
+}
+
+impl<W: Worker> Solver<W> {
+    /// A solver over `worker`, reporting to `progress`.
+    pub fn new(worker: Arc<W>, progress: ProgressSink, options: SolveOptions) -> Solver<W> {
+        Solver { worker, progress, options }
+    }
+
+    /// Computes the cache key of every vertex `targets` depend on, without running anything
+    /// but the local-source checksums.
+    ///
+    /// Cancellation: dropping the future stops waiting; checksums already running on
+    /// blocking threads finish in the background and change nothing.
+    pub async fn keys(
+        &self,
+        graph: &Arc<Graph>,
+        targets: &[VertexId],
+    ) -> Result<BTreeMap<VertexId, CacheKey>, SolveError> {
+        let order = graph.reachable(targets);
+        // Every (consumer, input, selection) that reads a local source, checksummed in parallel.
+        let mut jobs: JoinSet<Result<((VertexId, usize, usize), Digest), SolveError>> = JoinSet::new();
+        let mut selections: HashMap<(VertexId, usize), Vec<LocalSelection>> = HashMap::new();
+        let mut local_starts: HashMap<VertexId, Instant> = HashMap::new();
+        for &v in &order {
+            for (i, &input) in graph.vertex(v).inputs.iter().enumerate() {
+                let Op::Source(Source::Local(local)) = &graph.vertex(input).op else { continue };
+                local_starts.entry(input).or_insert_with(|| {
+                    let iv = graph.vertex(input);
+                    self.progress.started(iv.digest.as_str(), &iv.meta.name);
+                    Instant::now()
+                });
+                let sels = key::selections(graph, v, i);
+                for (n, sel) in sels.iter().enumerate() {
+                    let worker = self.worker.clone();
+                    let (local, sel) = (local.clone(), sel.clone());
+                    jobs.spawn_blocking(move || Ok(((v, i, n), worker.checksum_local(&local, &sel)?)));
+                }
+                selections.insert((v, i), sels);
+            }
+        }
+        let mut checksums: HashMap<(VertexId, usize, usize), Digest> = HashMap::new();
+        while let Some(joined) = jobs.join_next().await {
+            let (slot, digest) =
+                joined.map_err(|e| SolveError::Internal(format!("checksum task: {e}")))??;
+            checksums.insert(slot, digest);
+        }
+        for (v, start) in local_starts {
+            self.progress.done(graph.vertex(v).digest.as_str(), start, StepStats::default());
+        }
+        let mut keys: BTreeMap<VertexId, CacheKey> = BTreeMap::new();
+        for &v in &order {
+            let vertex = graph.vertex(v);
+            let mut components = Vec::new();
+            for (i, &input) in vertex.inputs.iter().enumerate() {
+                if let Op::Source(Source::Local(local)) = &graph.vertex(input).op {
+                    for (n, selection) in
+                        selections.remove(&(v, i)).unwrap_or_default().into_iter().enumerate()
+                    {
+                        components.push(KeyComponent::Content {
+                            index: i,
+                            source: local.name.clone(),
+                            selection,
+                            checksum: checksums[&(v, i, n)].clone(),
+                        });
+                    }
+                } else {
+                    components.push(KeyComponent::Input { index: i, key: keys[&input].key.clone() });
+                }
+            }
+            keys.insert(v, CacheKey::new(&vertex.op, components));
+        }
+        Ok(keys)
+    }
+
+    /// Solves `targets`: every vertex whose key is in the cache is served from it, the others
+    /// run as soon as their inputs are ready.
+    ///
+    /// Cancellation: firing `cancel` (or the first failure) cancels every running vertex; the
+    /// call returns after all of them have released their resources, with the first error.
+    /// Results already recorded stay in the cache, which is always consistent.
+    pub async fn solve(
+        &self,
+        graph: Arc<Graph>,
+        targets: &[VertexId],
+        cancel: CancellationToken,
+    ) -> Result<Solution<W::Output>, SolveError> {
+        let keys = self.keys(&graph, targets).await?;
+        let order = graph.reachable(targets);
+
+        // Cache lookups for every reachable vertex, so that a fully cached build reports every
+        // step as CACHED.
+        let mut outputs: HashMap<VertexId, W::Output> = HashMap::new();
+        let mut cached = Vec::new();
+        for &v in &order {
+            let vertex = graph.vertex(v);
+            let ignore = self.options.ignore_cache || vertex.meta.ignore_cache;
+            if ignore || !self.worker.cacheable(vertex) {
+                continue;
+            }
+            if let Some(out) = self.worker.load(&keys[&v], vertex)? {
+                outputs.insert(v, out);
+                cached.push(v);
+                self.progress
+                    .send(Event::Cached { step: vertex.digest.to_string(), name: vertex.meta.name.clone() });
+            }
+        }
+
+        // What must run: walk down from the targets, stopping at cached vertices.
+        let mut needed = vec![false; graph.len()];
+        let mut stack: Vec<VertexId> = targets.to_vec();
+        while let Some(v) = stack.pop() {
+            if outputs.contains_key(&v) || std::mem::replace(&mut needed[v.index()], true) {
+                continue;
+            }
+            stack.extend(graph.vertex(v).inputs.iter().copied());
+        }
+        let to_run: Vec<VertexId> = order.iter().copied().filter(|v| needed[v.index()]).collect();
+
+        let ran = self.run(&graph, &keys, to_run, &mut outputs, cancel).await?;
+        let outputs = targets.iter().map(|t| outputs[t].clone()).collect();
+        Ok(Solution { outputs, keys, ran, cached })
+    }
+
+    async fn run(
+        &self,
+        graph: &Arc<Graph>,
+        keys: &BTreeMap<VertexId, CacheKey>,
+        to_run: Vec<VertexId>,
+        outputs: &mut HashMap<VertexId, W::Output>,
+        cancel: CancellationToken,
+    ) -> Result<Vec<VertexId>, SolveError> {
+        let exec_slots = Arc::new(Semaphore::new(self.options.max_parallel_exec.max(1)));
+        let cancel = cancel.child_token();
+        let mut pending: Vec<VertexId> = to_run;
+        let mut running: JoinSet<(VertexId, Result<W::Output, SolveError>)> = JoinSet::new();
+        let mut ran = Vec::new();
+        let mut first_error: Option<SolveError> = None;
+
+        loop {
+            if first_error.is_none() && !cancel.is_cancelled() {
+                let (ready, rest): (Vec<_>, Vec<_>) = pending
+                    .into_iter()
+                    .partition(|v| graph.vertex(*v).inputs.iter().all(|i| outputs.contains_key(i)));
+                pending = rest;
+                for v in ready {
+                    let vertex = graph.vertex(v).clone();
+                    let inputs: Vec<W::Output> = vertex.inputs.iter().map(|i| outputs[i].clone()).collect();
+                    let key = keys[&v].clone();
+                    let worker = self.worker.clone();
+                    let progress = self.progress.clone();
+                    let step = Step {
+                        id: vertex.digest.to_string(),
+                        name: vertex.meta.name.clone(),
+                        progress: progress.clone(),
+                        cancel: cancel.clone(),
+                        stats: Arc::default(),
+                    };
+                    let slots = exec_slots.clone();
+                    running.spawn(async move {
+                        let _permit = match vertex.op {
+                            Op::Exec(_) => Some(slots.acquire_owned().await.expect("semaphore never closed")),
+                            _ => None,
+                        };
+                        if step.cancel.is_cancelled() {
+                            return (v, Err(SolveError::Cancelled));
+                        }
+                        let is_local = matches!(vertex.op, Op::Source(Source::Local(_)));
+                        let start = Instant::now();
+                        if !is_local {
+                            progress.started(&step.id, &step.name);
+                        }
+                        let stats = step.stats.clone();
+                        let result = worker.execute(step.clone(), vertex.clone(), inputs).await;
+                        let result = match result {
+                            Ok(out) if worker.cacheable(&vertex) => {
+                                let w = worker.clone();
+                                let (k, vx, o) = (key, vertex.clone(), out.clone());
+                                match tokio::task::spawn_blocking(move || w.save(&k, &vx, &o)).await {
+                                    Ok(Ok(())) => Ok(out),
+                                    Ok(Err(e)) => Err(e),
+                                    Err(e) => Err(SolveError::Internal(format!("saving cache record: {e}"))),
+                                }
+                            }
+                            other => other,
+                        };
+                        match &result {
+                            Ok(_) if !is_local => {
+                                progress.done(&step.id, start, *stats.lock().expect("stats lock"))
+                            }
+                            Ok(_) => {}
+                            Err(SolveError::Cancelled) => {
+                                progress.send(Event::Cancelled { step: step.id.clone() })
+                            }
+                            Err(e) => progress.failed(&step.id, e.to_string()),
+                        }
+                        (v, result)
+                    });
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let Some(joined) = running.join_next().await else { break };
+            match joined {
+                Ok((v, Ok(out))) => {
+                    outputs.insert(v, out);
+                    ran.push(v);
+                }
+                Ok((_, Err(e))) => {
+                    // Keep the first real error; cancellations caused by it are noise.
+                    let replace = match &first_error {
+                        None => true,
+                        Some(SolveError::Cancelled) => !matches!(e, SolveError::Cancelled),
+                        Some(_) => false,
+                    };
+                    if replace {
+                        first_error = Some(e);
+                    }
+                    cancel.cancel();
+                }
+                Err(join_error) => {
+                    first_error
+                        .get_or_insert(SolveError::Internal(format!("step task failed: {join_error}")));
+                    cancel.cancel();
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if cancel.is_cancelled() || !pending.is_empty() {
+            return Err(SolveError::Cancelled);
+        }
+        Ok(ran)
+    }
+}
