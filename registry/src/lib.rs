@@ -8,13 +8,23 @@
 //!
 //! Entry points: [`Reference`] to name an image, [`Client`] to talk to registries.
 
+// Errors carry the registry, repository, object and digests they are about; they are rare,
+// and boxing them would make every caller's `match` clumsier.
+#![allow(clippy::result_large_err)]
+
+mod client;
+pub mod credentials;
 mod digest;
+mod error;
 mod media_type;
 mod model;
 mod platform;
 mod reference;
 
+pub use client::{Client, ClientConfig, PushedBlob, RawManifest, ResolvedImage};
+pub use credentials::Credential;
 pub use digest::{Digest, Hasher, InvalidDigest};
+pub use error::{AuthFailure, RegistryError};
 pub use media_type::{Compression, MediaType};
 pub use model::{
     AnyManifest, ContainerConfig, Descriptor, EmptyObject, HealthConfig, History, ImageConfig, ImageIndex,

@@ -80,9 +80,14 @@ impl Reference {
 
     /// True for registries on the loopback interface, which are spoken to over plain HTTP.
     pub fn is_loopback_registry(&self) -> bool {
-        let host = host_without_port(&self.registry);
-        host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.")
+        host_is_loopback(&self.registry)
     }
+}
+
+/// True when `registry` (`host[:port]`) names the loopback interface.
+pub(crate) fn host_is_loopback(registry: &str) -> bool {
+    let host = host_without_port(registry);
+    host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.")
 }
 
 fn host_without_port(registry: &str) -> &str {

@@ -1,0 +1,352 @@
+//! Pushing: blob existence checks, cross-repository mounts, monolithic and chunked uploads
+//! streamed from a file (with chunk resume), and manifest PUTs.
+
+use super::auth::Scope;
+use super::transport::{Call, CallBody, Endpoint, Sent};
+use super::{Client, PushedBlob};
+use crate::error::{RegistryError, Target};
+use crate::{Descriptor, Digest, MediaType, Reference};
+use bytes::Bytes;
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode, Url};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size, so that a
+/// broken connection costs at most one chunk.
+const CHUNK_SIZE: u64 = 16 << 20;
+
+/// How often upload progress is reported.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+fn blob_target(repo: &Reference, digest: &Digest) -> Target {
+    Target {
+        registry: repo.registry.clone(),
+        repository: repo.repository.clone(),
+        object: format!("blob {digest}"),
+    }
+}
+
+pub(super) async fn blob_exists(
+    client: &Client,
+    repo: &Reference,
+    digest: &Digest,
+) -> Result<bool, RegistryError> {
+    let ep = client.upstream(&repo.registry)?;
+    head_blob(client, &ep, repo, digest, Scope::pull(&repo.repository)).await
+}
+
+async fn head_blob(
+    client: &Client,
+    ep: &Endpoint,
+    repo: &Reference,
+    digest: &Digest,
+    scope: Scope,
+) -> Result<bool, RegistryError> {
+    let target = blob_target(repo, digest);
+    let url = ep.url(&format!("{}/blobs/{digest}", repo.repository))?;
+    let call = Call::new(Method::HEAD, url, scope, target.clone());
+    let sent = client.transport.execute(ep, &call).await?;
+    match sent.response.status() {
+        StatusCode::OK => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        _ => Err(sent.unexpected(&target, &call.method).await),
+    }
+}
+
+pub(super) async fn push_blob(
+    client: &Client,
+    repo: &Reference,
+    desc: &Descriptor,
+    path: &Path,
+    mount_from: Option<&Reference>,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<PushedBlob, RegistryError> {
+    let target = blob_target(repo, &desc.digest);
+    let io = |source| RegistryError::Io { action: "read blob file", path: Some(path.to_path_buf()), source };
+    let len = tokio::fs::metadata(path).await.map_err(io)?.len();
+    if len != desc.size {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file has {len} bytes, its descriptor {} says {}", desc.digest, desc.size),
+        )));
+    }
+    let ep = client.upstream(&repo.registry)?;
+    let mount = mount_from.filter(|m| m.registry == repo.registry && m.repository != repo.repository);
+    let mut scope = Scope::push(&repo.repository);
+    if let Some(m) = mount {
+        scope = scope.and_pull(&m.repository);
+    }
+    if head_blob(client, &ep, repo, &desc.digest, scope.clone()).await? {
+        progress(desc.size);
+        return Ok(PushedBlob::AlreadyPresent);
+    }
+    let retry = &client.transport.retry;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let upload = Upload { client, ep: &ep, repo, desc, path, scope: &scope, target: &target, progress };
+        match upload.run(mount).await {
+            Ok(r) => return Ok(r),
+            Err(e) if e.is_retryable() && retry.allows_another(attempts) => {
+                tracing::debug!(blob = %desc.digest, attempts, error = %e, "blob upload failed, starting over");
+                tokio::time::sleep(retry.delay(attempts, None)).await;
+            }
+            Err(e) => return Err(count_attempts(e, attempts)),
+        }
+    }
+}
+
+/// Reports the blob-level attempts in the error when they exceed the request's own.
+fn count_attempts(mut e: RegistryError, n: u32) -> RegistryError {
+    match &mut e {
+        RegistryError::Network { attempts, .. } | RegistryError::Http { attempts, .. } => {
+            *attempts = (*attempts).max(n);
+        }
+        _ => {}
+    }
+    e
+}
+
+/// One upload session of one blob.
+struct Upload<'a> {
+    client: &'a Client,
+    ep: &'a Endpoint,
+    repo: &'a Reference,
+    desc: &'a Descriptor,
+    path: &'a Path,
+    scope: &'a Scope,
+    target: &'a Target,
+    progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl Upload<'_> {
+    async fn run(&self, mount: Option<&Reference>) -> Result<PushedBlob, RegistryError> {
+        let mut url = self.ep.url(&format!("{}/blobs/uploads/", self.repo.repository))?;
+        if let Some(m) = mount {
+            url.query_pairs_mut()
+                .append_pair("mount", self.desc.digest.as_str())
+                .append_pair("from", &m.repository);
+        }
+        let mut call = self.call(Method::POST, url);
+        // Starting a session changes no content; a session lost with its answer is purged
+        // by the registry.
+        call.idempotent = true;
+        let sent = self.execute(&call).await?;
+        let location = match sent.response.status() {
+            StatusCode::CREATED if mount.is_some() => {
+                self.check_digest_header(sent.response.headers())?;
+                (self.progress)(self.desc.size);
+                return Ok(PushedBlob::Mounted);
+            }
+            StatusCode::ACCEPTED => self.location(&sent)?,
+            _ => return Err(sent.unexpected(self.target, &call.method).await),
+        };
+        if self.desc.size <= CHUNK_SIZE {
+            self.put_whole(location).await?;
+        } else {
+            self.patch_chunks(location).await?;
+        }
+        (self.progress)(self.desc.size);
+        Ok(PushedBlob::Uploaded)
+    }
+
+    fn call(&self, method: Method, url: Url) -> Call {
+        Call::new(method, url, self.scope.clone(), self.target.clone())
+    }
+
+    async fn execute(&self, call: &Call) -> Result<Sent, RegistryError> {
+        self.client.transport.execute(self.ep, call).await
+    }
+
+    /// The upload URL in a response's `Location` (relative or absolute).
+    fn location(&self, sent: &Sent) -> Result<Url, RegistryError> {
+        let value = sent
+            .response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.target.protocol("upload response without a Location header"))?;
+        sent.response
+            .url()
+            .join(value)
+            .map_err(|e| self.target.protocol(format!("upload Location {value:?} is not a URL: {e}")))
+    }
+
+    fn check_digest_header(&self, headers: &HeaderMap) -> Result<(), RegistryError> {
+        let Some(got) = headers.get("docker-content-digest").and_then(|v| v.to_str().ok()) else {
+            return Ok(());
+        };
+        match got.parse::<Digest>() {
+            Ok(d) if d != self.desc.digest => {
+                Err(self.target.mismatch(&self.desc.digest, Some(d), self.desc.size, self.desc.size))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn file_call(&self, method: Method, url: Url, offset: u64, len: u64, sent: &Arc<AtomicU64>) -> Call {
+        let mut call = self.call(method, url);
+        call.idempotent = false;
+        call.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        call.body = CallBody::File { path: self.path.to_path_buf(), offset, len, sent: sent.clone() };
+        call
+    }
+
+    fn finish_url(&self, mut location: Url) -> Url {
+        location.query_pairs_mut().append_pair("digest", self.desc.digest.as_str());
+        location
+    }
+
+    /// Monolithic upload: the whole blob in the closing PUT.
+    async fn put_whole(&self, location: Url) -> Result<(), RegistryError> {
+        let sent_bytes = Arc::new(AtomicU64::new(0));
+        let url = self.finish_url(location);
+        let call = self.file_call(Method::PUT, url, 0, self.desc.size, &sent_bytes);
+        let sent = with_progress(self.execute(&call), 0, &sent_bytes, self.progress).await?;
+        self.expect_created(sent, &call).await
+    }
+
+    async fn expect_created(&self, sent: Sent, call: &Call) -> Result<(), RegistryError> {
+        if sent.response.status() != StatusCode::CREATED {
+            return Err(sent.unexpected(self.target, &call.method).await);
+        }
+        self.check_digest_header(sent.response.headers())
+    }
+
+    /// Chunked upload: PATCH chunks with `Content-Range`, then an empty closing PUT. A chunk
+    /// whose connection broke is resumed from the offset the registry reports.
+    async fn patch_chunks(&self, mut location: Url) -> Result<(), RegistryError> {
+        let size = self.desc.size;
+        let retry = &self.client.transport.retry;
+        let sent_bytes = Arc::new(AtomicU64::new(0));
+        let mut offset = 0u64;
+        let mut resumes = 0u32;
+        while offset < size {
+            let len = CHUNK_SIZE.min(size - offset);
+            let mut call = self.file_call(Method::PATCH, location.clone(), offset, len, &sent_bytes);
+            let range = format!("{}-{}", offset, offset + len - 1);
+            call.headers
+                .insert(CONTENT_RANGE, HeaderValue::from_str(&range).map_err(|e| self.target.protocol(e))?);
+            let outcome = with_progress(self.execute(&call), offset, &sent_bytes, self.progress).await;
+            let failure = match outcome {
+                Ok(sent) if sent.response.status() == StatusCode::ACCEPTED => {
+                    location = self.location(&sent)?;
+                    offset += len;
+                    (self.progress)(offset);
+                    continue;
+                }
+                Ok(sent) if sent.response.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
+                    sent.unexpected(self.target, &call.method).await
+                }
+                Ok(sent) => return Err(sent.unexpected(self.target, &call.method).await),
+                Err(e) if e.is_retryable() => e,
+                Err(e) => return Err(e),
+            };
+            resumes += 1;
+            if !retry.allows_another(resumes) {
+                return Err(count_attempts(failure, resumes));
+            }
+            tracing::debug!(blob = %self.desc.digest, offset, error = %failure, "chunk failed, asking where to resume");
+            tokio::time::sleep(retry.delay(resumes, None)).await;
+            let (next_location, next_offset) = self.upload_status(location.clone()).await?;
+            location = next_location;
+            offset = next_offset;
+        }
+        let mut call = self.call(Method::PUT, self.finish_url(location));
+        call.idempotent = false;
+        call.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        let sent = self.execute(&call).await?;
+        self.expect_created(sent, &call).await
+    }
+
+    /// Asks the registry how much of the upload it holds (`GET <location>` answers 204 with
+    /// `Range: 0-<last byte>`).
+    async fn upload_status(&self, location: Url) -> Result<(Url, u64), RegistryError> {
+        let call = self.call(Method::GET, location);
+        let sent = self.execute(&call).await?;
+        if sent.response.status() != StatusCode::NO_CONTENT {
+            return Err(sent.unexpected(self.target, &call.method).await);
+        }
+        let next = self.location(&sent)?;
+        let range = sent.response.headers().get("range").and_then(|v| v.to_str().ok()).unwrap_or("0-0");
+        let end = range
+            .trim_start_matches("bytes=")
+            .split_once('-')
+            .and_then(|(_, end)| end.trim().parse::<u64>().ok())
+            .ok_or_else(|| self.target.protocol(format!("upload status with malformed Range {range:?}")))?;
+        // "0-0" is what the registry says both for nothing and for one byte; resuming at 0
+        // is then at worst refused, which restarts the upload.
+        let offset = if end == 0 { 0 } else { end + 1 };
+        if offset > self.desc.size {
+            return Err(self
+                .target
+                .protocol(format!("upload status says {offset} bytes of {}", self.desc.size)));
+        }
+        Ok((next, offset))
+    }
+}
+
+/// Runs `fut` while reporting `base + sent` to `progress` periodically.
+async fn with_progress<T>(
+    fut: impl Future<Output = T>,
+    base: u64,
+    sent: &AtomicU64,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> T {
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tick.tick() => progress(base + sent.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+pub(super) async fn put_manifest(
+    client: &Client,
+    reference: &Reference,
+    media_type: &MediaType,
+    bytes: &[u8],
+) -> Result<Digest, RegistryError> {
+    let digest = Digest::of_bytes(bytes);
+    let size = bytes.len() as u64;
+    let object = match (&reference.tag, &reference.digest) {
+        (Some(tag), _) => tag.clone(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    let target = Target {
+        registry: reference.registry.clone(),
+        repository: reference.repository.clone(),
+        object: object.clone(),
+    };
+    if let Some(pinned) = &reference.digest
+        && *pinned != digest
+    {
+        return Err(target.mismatch(pinned, Some(digest), size, size));
+    }
+    let ep = client.upstream(&reference.registry)?;
+    let url = ep.url(&format!("{}/manifests/{object}", reference.repository))?;
+    let mut call = Call::new(Method::PUT, url, Scope::push(&reference.repository), target.clone());
+    let content_type = HeaderValue::from_str(media_type.as_str())
+        .map_err(|e| target.invalid_manifest(format!("media type {media_type} cannot be sent: {e}")))?;
+    call.headers.insert(CONTENT_TYPE, content_type);
+    call.body = CallBody::Bytes(Bytes::copy_from_slice(bytes));
+    let sent = client.transport.execute(&ep, &call).await?;
+    if !matches!(sent.response.status(), StatusCode::CREATED | StatusCode::OK | StatusCode::ACCEPTED) {
+        return Err(sent.unexpected(&target, &call.method).await);
+    }
+    if let Some(got) = sent.response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok())
+        && let Ok(got) = got.parse::<Digest>()
+        && got != digest
+    {
+        return Err(target.mismatch(&digest, Some(got), size, size));
+    }
+    Ok(digest)
+}

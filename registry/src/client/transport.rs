@@ -1,0 +1,468 @@
+//! Sending one registry request: choosing http or https, per-registry CA certificates, the
+//! per-registry concurrency limit, authentication (with re-auth on 401) and retries.
+
+use super::ClientConfig;
+use super::auth::{AuthCache, Challenge, Scope, basic_header, fetch_token, parse_challenges};
+use super::retry::{RetryPolicy, retry_after, retryable_status, retryable_transport};
+use crate::credentials::{self, Credential};
+use crate::error::{AuthFailure, RegistryError, Target, body_snippet};
+use crate::reference::host_is_loopback;
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, Url};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncSeekExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Where per-registry CA certificates are looked for: `<dir>/<host[:port]>/ca.crt`.
+const CERTS_DIRS: &[&str] = &["/etc/rbuild/certs.d", "/etc/docker/certs.d"];
+
+/// One server that speaks the distribution API for a registry: the registry itself or one of
+/// its mirrors.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    /// The registry name used for credentials and messages (`docker.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    /// `host[:port]` contacted (`registry-1.docker.io` for Docker Hub).
+    pub host: String,
+    /// `http://host/` or `https://host/`.
+    pub base: Url,
+}
+
+impl Endpoint {
+    /// The endpoint of `registry` itself.
+    pub fn for_registry(config: &ClientConfig, registry: &str) -> Result<Endpoint, RegistryError> {
+        let host = match registry {
+            crate::DOCKER_HUB | "index.docker.io" => "registry-1.docker.io",
+            other => other,
+        };
+        Endpoint::new(config, registry, host, None)
+    }
+
+    /// A mirror given as `host[:port]` or `http(s)://host[:port]`.
+    pub fn for_mirror(config: &ClientConfig, mirror: &str) -> Result<Endpoint, RegistryError> {
+        let (scheme, host) = if let Some(h) = mirror.strip_prefix("http://") {
+            (Some("http"), h)
+        } else if let Some(h) = mirror.strip_prefix("https://") {
+            (Some("https"), h)
+        } else {
+            (None, mirror)
+        };
+        let host = host.trim_end_matches('/');
+        Endpoint::new(config, host, host, scheme)
+    }
+
+    fn new(
+        config: &ClientConfig,
+        registry: &str,
+        host: &str,
+        scheme: Option<&str>,
+    ) -> Result<Endpoint, RegistryError> {
+        let plain = host_is_loopback(host)
+            || config.insecure_registries.iter().any(|i| {
+                let i = i.trim_start_matches("http://").trim_end_matches('/');
+                i == host || i == registry
+            });
+        let scheme = scheme.unwrap_or(if plain { "http" } else { "https" });
+        let base = Url::parse(&format!("{scheme}://{host}/"))
+            .map_err(|e| RegistryError::Config { reason: format!("registry address {host:?}: {e}") })?;
+        if base.path() != "/" || base.query().is_some() {
+            return Err(RegistryError::Config { reason: format!("registry address {host:?} has a path") });
+        }
+        Ok(Endpoint { registry: registry.to_string(), host: host.to_string(), base })
+    }
+
+    /// `<base>/v2/<path>`.
+    pub fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        self.base
+            .join(&format!("v2/{path}"))
+            .map_err(|e| RegistryError::Config { reason: format!("url for {path:?} on {}: {e}", self.host) })
+    }
+}
+
+/// The body of a request, re-creatable for every attempt.
+pub(crate) enum CallBody {
+    /// No body.
+    Empty,
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// `len` bytes of the file at `path` from `offset`, streamed; `sent` counts bytes read.
+    File { path: PathBuf, offset: u64, len: u64, sent: Arc<AtomicU64> },
+}
+
+/// A request to make.
+pub(crate) struct Call {
+    pub method: Method,
+    pub url: Url,
+    pub scope: Scope,
+    pub headers: HeaderMap,
+    pub body: CallBody,
+    /// Whether the request may be sent again after a transport error or 5xx.
+    pub idempotent: bool,
+    pub target: Target,
+}
+
+impl Call {
+    pub fn new(method: Method, url: Url, scope: Scope, target: Target) -> Call {
+        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE);
+        Call { method, url, scope, headers: HeaderMap::new(), body: CallBody::Empty, idempotent, target }
+    }
+}
+
+/// A response, holding its registry's concurrency permit until it is dropped (so a streamed
+/// body counts against the limit while it is read).
+pub(crate) struct Sent {
+    pub response: Response,
+    pub attempts: u32,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Sent {
+    /// An error for an unexpected status, with the start of the body.
+    pub async fn unexpected(self, target: &Target, method: &Method) -> RegistryError {
+        let status = self.response.status().as_u16();
+        if status == 404 {
+            return target.not_found();
+        }
+        let attempts = self.attempts;
+        let body = read_limited(self.response, 4096).await.unwrap_or_default();
+        target.http(method.as_str(), status, attempts, body_snippet(&body))
+    }
+}
+
+/// Reads at most `limit` bytes of a body (error bodies can be large HTML pages).
+pub(crate) async fn read_limited(response: Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = limit - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// HTTP clients, limits and auth state shared by all clones of a client.
+pub(crate) struct Transport {
+    pub config: ClientConfig,
+    pub retry: RetryPolicy,
+    default_http: reqwest::Client,
+    http_by_host: Mutex<HashMap<String, reqwest::Client>>,
+    semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+    auth: AuthCache,
+    docker_config_dir: Option<PathBuf>,
+}
+
+fn builder(config: &ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(config.user_agent.clone())
+        .connect_timeout(Duration::from_secs(30))
+        .tcp_keepalive(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(90))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Transport {
+    pub fn new(config: ClientConfig) -> Result<Transport, RegistryError> {
+        let default_http = builder(&config)
+            .build()
+            .map_err(|e| RegistryError::Config { reason: format!("cannot set up HTTP client: {e}") })?;
+        let docker_config_dir = config.docker_config_dir.clone().or_else(credentials::default_config_dir);
+        Ok(Transport {
+            config,
+            retry: RetryPolicy::default(),
+            default_http,
+            http_by_host: Mutex::new(HashMap::new()),
+            semaphores: Mutex::new(HashMap::new()),
+            auth: AuthCache::default(),
+            docker_config_dir,
+        })
+    }
+
+    /// The HTTP client for `ep`: the shared one, or one that also trusts the CA found in a
+    /// `certs.d/<host>/ca.crt`.
+    fn http_for(&self, ep: &Endpoint) -> Result<reqwest::Client, RegistryError> {
+        if ep.base.scheme() != "https" {
+            return Ok(self.default_http.clone());
+        }
+        if let Some(c) = lock(&self.http_by_host).get(&ep.host) {
+            return Ok(c.clone());
+        }
+        let mut certs = Vec::new();
+        for dir in CERTS_DIRS {
+            let path = Path::new(dir).join(&ep.host).join("ca.crt");
+            let pem = match std::fs::read(&path) {
+                Ok(p) => p,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(RegistryError::Config {
+                        reason: format!("cannot read {}: {e}", path.display()),
+                    });
+                }
+            };
+            let found = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Config {
+                reason: format!("{} is not a PEM certificate bundle: {e}", path.display()),
+            })?;
+            certs.extend(found);
+        }
+        let client = if certs.is_empty() {
+            self.default_http.clone()
+        } else {
+            builder(&self.config).tls_certs_merge(certs).build().map_err(|e| RegistryError::Config {
+                reason: format!("cannot set up HTTP client for {}: {e}", ep.host),
+            })?
+        };
+        lock(&self.http_by_host).insert(ep.host.clone(), client.clone());
+        Ok(client)
+    }
+
+    fn semaphore(&self, host: &str) -> Arc<Semaphore> {
+        let permits = self.config.max_concurrent_per_registry.max(1);
+        lock(&self.semaphores)
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
+    }
+
+    /// The credentials configured for `registry` (looked up once per client).
+    async fn credential(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
+        if let Some(c) = self.auth.cached_credentials(registry) {
+            return Ok(c);
+        }
+        let Some(dir) = self.docker_config_dir.clone() else {
+            self.auth.store_credentials(registry, None);
+            return Ok(None);
+        };
+        let name = registry.to_string();
+        // Credential helpers are processes: keep them off the async threads.
+        let found = tokio::task::spawn_blocking(move || credentials::lookup(&dir, &name))
+            .await
+            .map_err(|e| RegistryError::Credentials {
+                registry: registry.to_string(),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| RegistryError::Credentials {
+                registry: registry.to_string(),
+                reason: e.to_string(),
+            })?;
+        self.auth.store_credentials(registry, found.clone());
+        Ok(found)
+    }
+
+    /// The `Authorization` header for a request to `ep` needing `scope`, if the registry
+    /// asked for one.
+    async fn authorization(
+        &self,
+        ep: &Endpoint,
+        scope: &Scope,
+        target: &Target,
+    ) -> Result<Option<String>, RegistryError> {
+        match self.auth.challenge(&ep.host) {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(match self.credential(&ep.registry).await? {
+                Some(Credential::Basic { username, password }) => Some(basic_header(&username, &password)),
+                _ => None,
+            }),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                if let Some(t) = self.auth.token(&ep.host, scope) {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                let cred = self.credential(&ep.registry).await?;
+                let (token, lifetime) = fetch_token(
+                    &self.default_http,
+                    &self.retry,
+                    &realm,
+                    service.as_deref(),
+                    scope,
+                    cred.as_ref(),
+                    target,
+                )
+                .await?;
+                self.auth.store_token(&ep.host, scope, token.clone(), lifetime);
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    /// Decides what to do about a 401: `Ok(())` to try again with new authorization, or the
+    /// error to report.
+    async fn on_unauthorized(
+        &self,
+        ep: &Endpoint,
+        call: &Call,
+        sent_auth: bool,
+        headers: &HeaderMap,
+    ) -> Result<(), RegistryError> {
+        let challenges =
+            parse_challenges(headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()));
+        let cred = self.credential(&ep.registry).await?;
+        let fail = |reason| Err(call.target.unauthorized(401, reason));
+        let missing_or_rejected =
+            if cred.is_some() { AuthFailure::CredentialsRejected } else { AuthFailure::NoCredentials };
+        let bearer = challenges.iter().find(|c| matches!(c, Challenge::Bearer { .. }));
+        if let Some(Challenge::Bearer { realm, service, error, .. }) = bearer {
+            if sent_auth {
+                if error.as_deref() == Some("insufficient_scope") {
+                    return fail(if cred.is_some() {
+                        AuthFailure::Denied
+                    } else {
+                        AuthFailure::NoCredentials
+                    });
+                }
+                // The token may have expired early or been revoked: fetch a fresh one once.
+                self.auth.forget_token(&ep.host, &call.scope);
+            }
+            let learned = Challenge::Bearer {
+                realm: realm.clone(),
+                service: service.clone(),
+                scope: None,
+                error: None,
+            };
+            self.auth.set_challenge(&ep.host, learned);
+            return Ok(());
+        }
+        if challenges.contains(&Challenge::Basic) {
+            if sent_auth {
+                return fail(AuthFailure::CredentialsRejected);
+            }
+            return match cred {
+                Some(Credential::Basic { .. }) => {
+                    self.auth.set_challenge(&ep.host, Challenge::Basic);
+                    Ok(())
+                }
+                // An identity token is only usable with a token service.
+                Some(Credential::IdentityToken(_)) => fail(AuthFailure::CredentialsRejected),
+                None => fail(AuthFailure::NoCredentials),
+            };
+        }
+        fail(missing_or_rejected)
+    }
+
+    /// Sends `call` to `ep`, authenticating and retrying as needed. Returns any response that
+    /// is not an auth failure (401/403) or a retryable failure with attempts left; the
+    /// caller interprets its status.
+    pub async fn execute(&self, ep: &Endpoint, call: &Call) -> Result<Sent, RegistryError> {
+        let http = self.http_for(ep)?;
+        let semaphore = self.semaphore(&ep.host);
+        // Registry credentials must not follow a Location to another server (blob storage).
+        let same_origin = call.url.origin() == ep.base.origin();
+        let mut attempts = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            attempts += 1;
+            let permit =
+                semaphore.clone().acquire_owned().await.map_err(|_| RegistryError::Config {
+                    reason: "registry concurrency limit closed".into(),
+                })?;
+            let auth =
+                if same_origin { self.authorization(ep, &call.scope, &call.target).await? } else { None };
+            let request = self.build(&http, call, auth.as_deref()).await?;
+            let response = match http.execute(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(permit);
+                    if call.idempotent && retryable_transport(&e) && self.retry.allows_another(attempts) {
+                        tracing::debug!(host = %ep.host, attempts, error = %e.without_url(), "retrying request");
+                        tokio::time::sleep(self.retry.delay(attempts, None)).await;
+                        continue;
+                    }
+                    return Err(RegistryError::Network {
+                        host: ep.host.clone(),
+                        attempts,
+                        source: e.without_url(),
+                    });
+                }
+            };
+            let status = response.status().as_u16();
+            match status {
+                401 if same_origin && !reauthenticated => {
+                    let headers = response.headers().clone();
+                    drop(response);
+                    drop(permit);
+                    self.on_unauthorized(ep, call, auth.is_some(), &headers).await?;
+                    reauthenticated = true;
+                    attempts -= 1;
+                    continue;
+                }
+                401 | 403 => {
+                    let cred = self.credential(&ep.registry).await?;
+                    let reason = match (status, cred.is_some()) {
+                        (_, false) => AuthFailure::NoCredentials,
+                        (401, true) => AuthFailure::CredentialsRejected,
+                        _ => AuthFailure::Denied,
+                    };
+                    return Err(call.target.unauthorized(status, reason));
+                }
+                s if call.idempotent && retryable_status(s) && self.retry.allows_another(attempts) => {
+                    let wait = self.retry.delay(attempts, retry_after(response.headers()));
+                    tracing::debug!(host = %ep.host, status = s, attempts, ?wait, "retrying request");
+                    drop(response);
+                    drop(permit);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                _ => return Ok(Sent { response, attempts, _permit: permit }),
+            }
+        }
+    }
+
+    async fn build(
+        &self,
+        http: &reqwest::Client,
+        call: &Call,
+        auth: Option<&str>,
+    ) -> Result<reqwest::Request, RegistryError> {
+        let mut rb = http.request(call.method.clone(), call.url.clone()).headers(call.headers.clone());
+        if let Some(a) = auth {
+            rb = rb.header(AUTHORIZATION, a);
+        }
+        rb = match &call.body {
+            CallBody::Empty => {
+                if matches!(call.method, Method::POST | Method::PUT | Method::PATCH) {
+                    rb.header(CONTENT_LENGTH, 0)
+                } else {
+                    rb
+                }
+            }
+            CallBody::Bytes(b) => rb.header(CONTENT_LENGTH, b.len()).body(b.clone()),
+            CallBody::File { path, offset, len, sent } => {
+                let body = file_body(path, *offset, *len, sent.clone()).await?;
+                rb.header(CONTENT_LENGTH, *len).body(body)
+            }
+        };
+        rb.build().map_err(|e| call.target.protocol(format!("cannot build request: {}", e.without_url())))
+    }
+}
+
+/// Streams `len` bytes of `path` from `offset`, counting into `sent` (reset to 0 first, so a
+/// retried request reports progress from its own start).
+async fn file_body(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    sent: Arc<AtomicU64>,
+) -> Result<reqwest::Body, RegistryError> {
+    use tokio::io::AsyncReadExt;
+    let io = |source| RegistryError::Io { action: "read blob file", path: Some(path.to_path_buf()), source };
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
+    sent.store(0, Ordering::Relaxed);
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024).map(move |chunk| {
+        if let Ok(c) = &chunk {
+            sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+        }
+        chunk
+    });
+    Ok(reqwest::Body::wrap_stream(stream))
+}
