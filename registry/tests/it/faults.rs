@@ -1,0 +1,1 @@
+//! Fault injection: a proxy in front of a real registry.
