@@ -7,6 +7,9 @@
 //!
 //! Entry point: [`ContentStore`] for blobs.
 
+pub mod checksum;
 mod content;
+pub mod fileop;
+pub mod patterns;
 
 pub use content::{BlobWriter, ContentError, ContentStore, copy_blob};
