@@ -40,8 +40,9 @@ impl Platform {
         Platform { os: "linux".into(), architecture: architecture.into(), variant: None }.normalized()
     }
 
-    /// Fills in the default variant the way containerd's platform matcher does
-    /// (`arm64` → `v8`, `arm` → `v7`), and maps aliases (`x86_64`, `aarch64`).
+    /// Normalises like containerd's `platforms.Normalize`: aliases (`x86_64`, `aarch64`)
+    /// map to GOARCH names, `arm64/v8` drops its default variant and `arm` gets `v7`, so
+    /// `linux/arm64` prints as BuildKit prints `TARGETPLATFORM`.
     pub fn normalized(mut self) -> Platform {
         self.os = self.os.to_ascii_lowercase();
         self.architecture = match self.architecture.to_ascii_lowercase().as_str() {
@@ -55,9 +56,11 @@ impl Platform {
             other => other.into(),
         };
         match (self.architecture.as_str(), self.variant.as_deref()) {
-            ("arm64", None) => self.variant = Some("v8".into()),
-            ("arm", None) => self.variant = Some("v7".into()),
+            ("arm64", Some("8" | "v8" | "v8.0")) => self.variant = None,
+            ("arm", None | Some("7")) => self.variant = Some("v7".into()),
+            ("arm", Some(v)) if !v.starts_with('v') => self.variant = Some(format!("v{v}")),
             ("amd64", Some("v1")) => self.variant = None,
+            (_, Some("")) => self.variant = None,
             _ => {}
         }
         self
@@ -109,8 +112,9 @@ mod tests {
     fn parse_and_normalise() {
         let cases = [
             ("linux/amd64", "linux/amd64"),
-            ("linux/arm64", "linux/arm64/v8"),
-            ("linux/aarch64", "linux/arm64/v8"),
+            ("linux/arm64", "linux/arm64"),
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/aarch64", "linux/arm64"),
             ("linux/arm", "linux/arm/v7"),
             ("linux/arm/v6", "linux/arm/v6"),
             ("linux/x86_64", "linux/amd64"),
@@ -124,10 +128,12 @@ mod tests {
     }
 
     #[test]
-    fn arm64_without_variant_matches_v8() {
+    fn arm64_with_and_without_variant_match() {
         let want: Platform = "linux/arm64".parse().unwrap();
         let have = Platform { os: "linux".into(), architecture: "arm64".into(), variant: None };
         assert!(want.matches(&have));
+        let have_v8 = Platform { variant: Some("v8".into()), ..have };
+        assert!(want.matches(&have_v8));
         assert!(!want.matches(&"linux/amd64".parse().unwrap()));
     }
 }

@@ -2,6 +2,7 @@
 //! streamed from a file (with chunk resume), and manifest PUTs.
 
 use super::auth::Scope;
+use super::retry::retryable_status;
 use super::transport::{Call, CallBody, Endpoint, Sent};
 use super::{Client, PushedBlob};
 use crate::error::{RegistryError, Target};
@@ -239,7 +240,12 @@ impl Upload<'_> {
                     (self.progress)(offset);
                     continue;
                 }
-                Ok(sent) if sent.response.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
+                // The registry may hold part or all of the chunk (its answer got lost, or a
+                // proxy failed): ask it where to go on from.
+                Ok(sent)
+                    if sent.response.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                        || retryable_status(sent.response.status().as_u16()) =>
+                {
                     sent.unexpected(self.target, &call.method).await
                 }
                 Ok(sent) => return Err(sent.unexpected(self.target, &call.method).await),
@@ -252,9 +258,19 @@ impl Upload<'_> {
             }
             tracing::debug!(blob = %self.desc.digest, offset, error = %failure, "chunk failed, asking where to resume");
             tokio::time::sleep(retry.delay(resumes, None)).await;
-            let (next_location, next_offset) = self.upload_status(location.clone()).await?;
-            location = next_location;
-            offset = next_offset;
+            // Registries that sign the upload state into the URL (distribution does) cancel
+            // the session when a chunk landed but its answer was lost; then the status query
+            // fails and the caller starts the upload over.
+            match self.upload_status(location.clone()).await {
+                Ok((next_location, next_offset)) => {
+                    location = next_location;
+                    offset = next_offset;
+                }
+                Err(e) => {
+                    tracing::debug!(blob = %self.desc.digest, error = %e, "upload session lost");
+                    return Err(failure);
+                }
+            }
         }
         let mut call = self.call(Method::PUT, self.finish_url(location));
         call.idempotent = false;

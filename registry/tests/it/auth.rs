@@ -92,7 +92,8 @@ async fn credentials_from_a_credential_helper() {
     let image = test_image("linux/amd64", 2, false);
     let reference = reg.reference("private/helped:v1");
 
-    let per_registry = DockerConfig::with_json(&format!(r#"{{"credHelpers": {{"{}": "{}"}}}}"#, reg.addr, helper.name));
+    let per_registry =
+        DockerConfig::with_json(&format!(r#"{{"credHelpers": {{"{}": "{}"}}}}"#, reg.addr, helper.name));
     image.push(&per_registry.client(), &reference).await;
 
     let store = DockerConfig::with_json(&format!(r#"{{"credsStore": "{}"}}"#, helper.name));
@@ -102,8 +103,5 @@ async fn credentials_from_a_credential_helper() {
     let elsewhere = DockerConfig::with_json(&format!(r#"{{"credsStore": "{}"}}"#, helper.name));
     let other = Registry::start_with(Auth::Htpasswd { user: USER, password: PASSWORD }, false);
     let err = elsewhere.client().get_manifest(&other.reference("private/helped:v1")).await.unwrap_err();
-    assert!(
-        matches!(err, RegistryError::Unauthorized { reason: AuthFailure::NoCredentials, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, RegistryError::Unauthorized { reason: AuthFailure::NoCredentials, .. }), "{err:?}");
 }

@@ -22,7 +22,10 @@ async fn missing_things_are_not_found_and_named() {
         let err = client.get_manifest(&reference).await.unwrap_err();
         assert!(err.is_not_found(), "{reference}: {err:?}");
         let msg = err.to_string();
-        assert!(msg.contains(object) && msg.contains(&reg.addr) && msg.contains(&reference.repository), "{msg}");
+        assert!(
+            msg.contains(object) && msg.contains(&reg.addr) && msg.contains(&reference.repository),
+            "{msg}"
+        );
     }
 
     let desc = Descriptor::for_bytes(MediaType::OciLayerGzip, b"nothing");

@@ -132,7 +132,10 @@ fn wait_for_http(addr: &str, child: &mut Child) -> bool {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let req = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut buf = [0u8; 12];
-            if s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1") {
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_exact(&mut buf).is_ok()
+                && buf.starts_with(b"HTTP/1.1")
+            {
                 return true;
             }
         }
@@ -169,8 +172,11 @@ impl DockerConfig {
 
     /// A client reading only this config.
     pub fn client(&self) -> Client {
-        Client::new(ClientConfig { docker_config_dir: Some(self.dir.path().to_path_buf()), ..Default::default() })
-            .expect("client")
+        Client::new(ClientConfig {
+            docker_config_dir: Some(self.dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("client")
     }
 }
 

@@ -2,6 +2,7 @@
 //! the table of contents.
 
 mod harness;
+mod proxy;
 
 mod auth;
 mod blobs;

@@ -82,8 +82,12 @@ async fn push_multi_platform(
         entries.push(image.index_entry(p));
         images.push(image);
     }
-    let index =
-        ImageIndex { schema_version: 2, media_type: Some(index_type.clone()), manifests: entries, annotations: Default::default() };
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: Some(index_type.clone()),
+        manifests: entries,
+        annotations: Default::default(),
+    };
     let bytes = serde_json::to_vec(&index).unwrap();
     client.put_manifest(&reference, &index_type, &bytes).await.unwrap();
     (bytes, images)
@@ -94,7 +98,10 @@ async fn oci_index_and_docker_manifest_list_select_the_platform() {
     require_registry!();
     let reg = Registry::start();
     let (client, _cfg) = anonymous_client();
-    let cases = [("lab/multi:oci", MediaType::OciIndex, true), ("lab/multi:docker", MediaType::DockerManifestList, false)];
+    let cases = [
+        ("lab/multi:oci", MediaType::OciIndex, true),
+        ("lab/multi:docker", MediaType::DockerManifestList, false),
+    ];
     for (tag, index_type, oci) in cases {
         let (index_bytes, images) = push_multi_platform(&client, &reg, tag, index_type.clone(), oci).await;
         let reference = reg.reference(tag);
@@ -119,7 +126,10 @@ async fn oci_index_and_docker_manifest_list_select_the_platform() {
             other => panic!("expected PlatformNotFound, got {other:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.contains("linux/s390x") && msg.contains("linux/amd64") && msg.contains("linux/arm64/v8"), "{msg}");
+        assert!(
+            msg.contains("linux/s390x") && msg.contains("linux/amd64") && msg.contains("linux/arm64/v8"),
+            "{msg}"
+        );
     }
 }
 
@@ -132,7 +142,9 @@ async fn manifest_referencing_missing_blobs_is_rejected_with_the_registry_code()
     let reference = reg.reference("lab/incomplete:latest");
     let err = client.put_manifest(&reference, &image.manifest_type, &image.manifest).await.unwrap_err();
     match &err {
-        RegistryError::Http { status: 400, body, .. } => assert!(body.contains("MANIFEST_BLOB_UNKNOWN"), "{body}"),
+        RegistryError::Http { status: 400, body, .. } => {
+            assert!(body.contains("MANIFEST_BLOB_UNKNOWN"), "{body}")
+        }
         other => panic!("expected a 400, got {other:?}"),
     }
     // Nothing was tagged.
