@@ -1,1 +1,46 @@
-//! executor
+//! The sandbox executor: runs one process in an isolated, resource-limited sandbox.
+//!
+//! Owns: namespaces (mount, pid, uts, ipc, cgroup, and net for `Network::None`), the
+//! overlay rootfs and extra mounts, `/dev` `/proc` `/sys` setup, the generated `/etc/hosts`,
+//! `/etc/resolv.conf` and `/etc/hostname`, user switching, capabilities, seccomp,
+//! `no_new_privs`, cgroup v1/v2 limits and accounting, stdio streaming, and killing the
+//! whole tree on cancel or timeout.
+//!
+//! Must not: know about images, layers, the IR or the cache. It gets a rootfs description
+//! and a [`Spec`].
+//!
+//! Entry points: [`Executor::run`] in the parent, and [`sandbox_init_main`] (or
+//! [`maybe_sandbox_init`]) at the very top of the binary that serves as
+//! [`ExecutorConfig::init_program`].
+
+mod caps;
+mod cgroups;
+mod error;
+mod etc_files;
+mod executor;
+mod init;
+mod protocol;
+mod run_dir;
+mod seccomp;
+mod spec;
+mod stubs;
+mod user;
+mod validate;
+
+pub use cgroups::{CgroupDriver, CgroupError};
+pub use error::ExecutorError;
+pub use executor::{Executor, ExecutorConfig};
+pub use init::{INIT_ARG, sandbox_init_main};
+pub use spec::{
+    DEFAULT_CPU_PERIOD_US, DEFAULT_HOSTNAME, ExitStatus, Limits, Mount, MountKind, Network, Outcome,
+    OutputChunk, OutputStream, ResourceStats, Rootfs, Spec,
+};
+
+/// Becomes the sandbox init (and never returns) when the process was started with
+/// [`INIT_ARG`] as its first argument; returns otherwise. Call it first thing in `main`,
+/// before any thread or async runtime starts.
+pub fn maybe_sandbox_init() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == INIT_ARG) {
+        sandbox_init_main();
+    }
+}

@@ -1,0 +1,520 @@
+//! The parent side of a run: prepares the state directory and cgroup, spawns the sandbox
+//! init, streams output, and turns what the init reports into an [`Outcome`].
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::cgroups::{Cgroup, CgroupDriver, CgroupError, CgroupStats, Hierarchy, Manager};
+use crate::error::ExecutorError;
+use crate::init::INIT_ARG;
+use crate::protocol::{FailStage, InitMessage, InitRequest, REQUEST_FD, STATUS_FD};
+use crate::run_dir::RunDir;
+use crate::spec::{ExitStatus, Outcome, OutputChunk, OutputStream, ResourceStats, Rootfs, Spec};
+use crate::stubs::remove_empty_stubs;
+use crate::validate::validate;
+
+/// How an [`Executor`] runs sandboxes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// A program whose `main` calls [`crate::sandbox_init_main`] when its first argument is
+    /// [`INIT_ARG`] (rbuild re-executes itself).
+    pub init_program: PathBuf,
+    /// Scratch space for this executor: per-run mount points and generated `/etc` files.
+    pub state_dir: PathBuf,
+    /// Cgroup under which each run gets its own child cgroup, e.g. `rbuild`. Relative names
+    /// are placed below the cgroup this process runs in; `/rbuild` starts at the root of
+    /// the hierarchy.
+    pub cgroup_parent: String,
+}
+
+/// Runs processes in sandboxes. Cheap to share: `run` takes `&self` and concurrent runs are
+/// independent (each has its own state directory and cgroup).
+#[derive(Debug)]
+pub struct Executor {
+    config: ExecutorConfig,
+    runs_dir: PathBuf,
+    hierarchy: Option<Hierarchy>,
+    /// Why there is no hierarchy although one was wanted.
+    cgroup_unavailable: Option<String>,
+    overlay_index_off: bool,
+    next_run: AtomicU64,
+}
+
+/// Output read buffer size; chunks are at most this long.
+const CHUNK: usize = 32 * 1024;
+
+impl Executor {
+    /// An executor with the cgroup hierarchy detected from the host (v2 when
+    /// `/sys/fs/cgroup` is cgroup2, else v1). When no hierarchy can be used, runs without
+    /// limits still work (with a warning in their [`Outcome`]) and runs with limits fail.
+    pub fn new(config: ExecutorConfig) -> Result<Executor, ExecutorError> {
+        Executor::with_cgroup_driver(config, CgroupDriver::Auto)
+    }
+
+    /// Like [`Executor::new`] with an explicit cgroup driver, e.g. the v2 hierarchy of a
+    /// hybrid host.
+    pub fn with_cgroup_driver(
+        config: ExecutorConfig,
+        driver: CgroupDriver,
+    ) -> Result<Executor, ExecutorError> {
+        if !config.init_program.is_file() {
+            return Err(ExecutorError::invalid(format!(
+                "init program {} is not a file",
+                config.init_program.display()
+            )));
+        }
+        let runs_dir = config.state_dir.join("runs");
+        std::fs::create_dir_all(&runs_dir)
+            .map_err(|e| ExecutorError::io(format!("creating {}", runs_dir.display()), e))?;
+        let (hierarchy, cgroup_unavailable) = match Hierarchy::detect(&driver, &config.cgroup_parent) {
+            Ok(h) => (h, None),
+            Err(CgroupError::Unavailable { reason }) if driver == CgroupDriver::Auto => (None, Some(reason)),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Executor {
+            config,
+            runs_dir,
+            hierarchy,
+            cgroup_unavailable,
+            overlay_index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
+            next_run: AtomicU64::new(0),
+        })
+    }
+
+    /// The cgroup version runs use: `Some(1)`, `Some(2)`, or `None` without cgroups.
+    pub fn cgroup_version(&self) -> Option<u8> {
+        self.hierarchy.as_ref().map(|h| if h.is_v2() { 2 } else { 1 })
+    }
+
+    /// The configuration this executor was built with.
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    fn run_id(&self) -> String {
+        let n = self.next_run.fetch_add(1, Ordering::Relaxed);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        format!("{}-{n}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+    }
+
+    /// Runs one process to completion.
+    ///
+    /// Output is sent to `output` as it arrives (a dropped receiver only discards it).
+    /// Firing `cancel` kills the whole process tree (through the pid namespace and the
+    /// cgroup), waits for it, removes the cgroup and the mount stubs, and returns
+    /// [`ExecutorError::Cancelled`]. Dropping the future does the same in a background
+    /// thread. Mounts live only in the sandbox's mount namespace and disappear with it.
+    /// Nothing is left in `state_dir` afterwards.
+    pub async fn run(
+        &self,
+        spec: Spec,
+        output: UnboundedSender<OutputChunk>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, ExecutorError> {
+        validate(&spec)?;
+        let started = Instant::now();
+        let id = self.run_id();
+        let mut warnings = Vec::new();
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let run_dir = RunDir::create(&self.runs_dir, &id, &spec, &host_resolv)
+            .map_err(|e| ExecutorError::io(format!("preparing the run directory for {id}"), e))?;
+        let Rootfs::Overlay { upper, .. } = &spec.rootfs;
+        let mut guard = RunGuard {
+            child: None,
+            cgroup: None,
+            run_dir: Some(run_dir),
+            upper: upper.clone(),
+            finished: false,
+        };
+
+        guard.cgroup = self.create_cgroup(&id, &spec, &mut warnings)?.map(Arc::new);
+        let run_dir = guard.run_dir.as_ref().expect("set above");
+        let request = InitRequest {
+            rootfs_dir: run_dir.rootfs(),
+            hosts_file: run_dir.hosts(),
+            resolv_file: run_dir.resolv(),
+            hostname_file: run_dir.hostname(),
+            mount_cgroup2: self.hierarchy.as_ref().is_some_and(|h| h.is_v2()) && guard.cgroup.is_some(),
+            overlay_index_off: self.overlay_index_off,
+            spec,
+        };
+
+        let (request_r, request_w) = pipe_pair()?;
+        let (status_r, status_w) = pipe_pair()?;
+        let mut child = self.spawn_init(&request_r, &status_w)?;
+        drop((request_r, status_w));
+        let stdout = child.stdout.take().map(OwnedFd::from);
+        let stderr = child.stderr.take().map(OwnedFd::from);
+        let pid = child.id();
+        guard.child = Some(child);
+        if let Some(cg) = &guard.cgroup {
+            // Before the request is sent: the init blocks reading it, so it cannot have
+            // forked or unshared its cgroup namespace yet.
+            cg.add_process(pid)?;
+        }
+        send_request(request_w, &request).await?;
+
+        let mut session = Session::default();
+        let drive = session.drive(
+            &mut guard,
+            stdout,
+            stderr,
+            status_r,
+            &output,
+            &cancel,
+            request.spec.limits.timeout,
+        );
+        drive.await?;
+
+        let stats = match &guard.cgroup {
+            Some(cg) => cg.stats().unwrap_or_else(|e| {
+                warnings.push(format!("could not read cgroup statistics: {e}"));
+                CgroupStats::default()
+            }),
+            None => CgroupStats::default(),
+        };
+        let exit_code = guard.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        guard.finish(&session.stubs, &mut warnings).await;
+
+        if session.cancelled {
+            return Err(ExecutorError::Cancelled);
+        }
+        if let Some((stage, message)) = session.failure {
+            return Err(match stage {
+                FailStage::User => ExecutorError::User { user: request.spec.user.clone(), reason: message },
+                FailStage::Exec => {
+                    ExecutorError::Exec { command: request.spec.args[0].clone(), reason: message }
+                }
+                FailStage::Setup(stage) => ExecutorError::Setup { stage, reason: message },
+            });
+        }
+        let oom_killed = stats.oom_kills.map(|n| n > 0).unwrap_or_else(|| {
+            // Kernels before 4.13 do not count OOM kills: a SIGKILL after hitting the limit.
+            session.exit == Some(ExitStatus::Signal(libc::SIGKILL))
+                && stats.memory_limit_hits.unwrap_or(0) > 0
+        });
+        let exit = match session.exit {
+            Some(exit) => exit,
+            // Pid 1 itself died (OOM killer, timeout): the command went with it.
+            None if oom_killed || session.timed_out => ExitStatus::Signal(libc::SIGKILL),
+            None => {
+                return Err(ExecutorError::Setup {
+                    stage: "running the command".to_owned(),
+                    reason: format!(
+                        "the sandbox init ended without reporting an exit status ({exit_code:?})"
+                    ),
+                });
+            }
+        };
+        let (rusage_cpu_us, rusage_rss_kib) = session.usage.unwrap_or((0, 0));
+        Ok(Outcome {
+            exit,
+            oom_killed,
+            timed_out: session.timed_out,
+            stats: ResourceStats {
+                peak_memory_bytes: stats
+                    .peak_memory_bytes
+                    .or((rusage_rss_kib > 0).then_some(rusage_rss_kib.saturating_mul(1024))),
+                cpu_time: stats.cpu_time.unwrap_or(Duration::from_micros(rusage_cpu_us)),
+                wall_time: started.elapsed(),
+                cpu_throttled_periods: stats.cpu_throttled_periods,
+            },
+            warnings,
+        })
+    }
+
+    fn create_cgroup(
+        &self,
+        id: &str,
+        spec: &Spec,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Cgroup>, ExecutorError> {
+        let needs = spec.limits.needs_cgroup();
+        let Some(hierarchy) = &self.hierarchy else {
+            if let Some(reason) = &self.cgroup_unavailable {
+                if needs {
+                    return Err(CgroupError::Unavailable { reason: reason.clone() }.into());
+                }
+                warnings.push(format!("running without a cgroup ({reason}); resource usage is approximate"));
+            } else if needs {
+                return Err(CgroupError::Unavailable { reason: "cgroups are disabled".to_owned() }.into());
+            }
+            return Ok(None);
+        };
+        let cgroup = hierarchy.cgroup(id);
+        match cgroup.create(&spec.limits) {
+            Ok(()) => Ok(Some(cgroup)),
+            Err(e) => {
+                let _ = cgroup.remove();
+                if needs {
+                    return Err(e.into());
+                }
+                warnings.push(format!("running without a cgroup ({e}); resource usage is approximate"));
+                Ok(None)
+            }
+        }
+    }
+
+    fn spawn_init(&self, request_r: &OwnedFd, status_w: &OwnedFd) -> Result<Child, ExecutorError> {
+        let fds = [request_r.as_raw_fd(), status_w.as_raw_fd()];
+        let mut cmd = Command::new(&self.config.init_program);
+        cmd.arg(INIT_ARG).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SAFETY: the closure only calls dup2, which is async-signal-safe; both source fds
+        // are >= 10 (see pipe_pair), so the dup2 targets 3 and 4 cannot clobber them.
+        unsafe {
+            cmd.pre_exec(move || {
+                for (src, dst) in fds.into_iter().zip([REQUEST_FD, STATUS_FD]) {
+                    if libc::dup2(src, dst) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn()
+            .map_err(|e| ExecutorError::io(format!("spawning {}", self.config.init_program.display()), e))
+    }
+}
+
+/// A close-on-exec pipe whose fds are >= 10, out of the way of the init's fixed fds.
+fn pipe_pair() -> Result<(OwnedFd, OwnedFd), ExecutorError> {
+    let err = |e: rustix::io::Errno| ExecutorError::io("creating a pipe", e.into());
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(err)?;
+    let high = |fd: OwnedFd| rustix::io::fcntl_dupfd_cloexec(&fd, 10).map_err(err);
+    Ok((high(r)?, high(w)?))
+}
+
+async fn send_request(fd: OwnedFd, request: &InitRequest) -> Result<(), ExecutorError> {
+    let body =
+        serde_json::to_vec(request).map_err(|e| ExecutorError::io("encoding the request", e.into()))?;
+    let mut tx = pipe::Sender::from_owned_fd(fd).map_err(|e| ExecutorError::io("sending the request", e))?;
+    tx.write_all(&body).await.map_err(|e| ExecutorError::io("sending the request", e))?;
+    Ok(())
+}
+
+/// What the init reported while the run was being driven.
+#[derive(Default)]
+struct Session {
+    stubs: Vec<String>,
+    failure: Option<(FailStage, String)>,
+    exit: Option<ExitStatus>,
+    usage: Option<(u64, u64)>,
+    cancelled: bool,
+    timed_out: bool,
+}
+
+impl Session {
+    fn on_message(&mut self, msg: InitMessage) {
+        match msg {
+            InitMessage::Stubs { paths } => self.stubs.extend(paths),
+            // The first failure is the cause; later ones are consequences.
+            InitMessage::Failed { stage, message } => {
+                self.failure.get_or_insert((stage, message));
+            }
+            InitMessage::Exited { status } => self.exit = Some(status),
+            InitMessage::Usage { cpu_us, max_rss_kib } => self.usage = Some((cpu_us, max_rss_kib)),
+        }
+    }
+
+    /// Streams output and status until the init has exited and every pipe is closed.
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        &mut self,
+        guard: &mut RunGuard,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+        status: OwnedFd,
+        output: &UnboundedSender<OutputChunk>,
+        cancel: &CancellationToken,
+        timeout: Option<Duration>,
+    ) -> Result<(), ExecutorError> {
+        let io_err = |what: &str| {
+            let what = what.to_owned();
+            move |e: std::io::Error| ExecutorError::io(what.clone(), e)
+        };
+        let receiver = |fd: Option<OwnedFd>| fd.map(pipe::Receiver::from_owned_fd).transpose();
+        let mut out = receiver(stdout).map_err(io_err("reading stdout"))?;
+        let mut err = receiver(stderr).map_err(io_err("reading stderr"))?;
+        let mut status =
+            Some(pipe::Receiver::from_owned_fd(status).map_err(io_err("reading the init status"))?);
+        let child = guard.child.as_mut().expect("spawned");
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_child(child),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(|e| ExecutorError::io("watching the init", e.into()))?;
+        // SAFETY: the AsyncFd owns the pidfd, which stays open and unchanged until it drops.
+        let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+            .map_err(|e| ExecutorError::io("watching the init", e.into()))?;
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut exited = false;
+        let mut killed = false;
+        let (mut out_buf, mut err_buf, mut status_buf) =
+            (vec![0u8; CHUNK], vec![0u8; CHUNK], vec![0u8; 4096]);
+        let mut status_line: Vec<u8> = Vec::new();
+        while !exited || out.is_some() || err.is_some() || status.is_some() {
+            tokio::select! {
+                r = read_some(&mut out, &mut out_buf), if out.is_some() => match r {
+                    Some(n) => { let _ = output.send(OutputChunk { stream: OutputStream::Stdout, data: out_buf[..n].to_vec() }); }
+                    None => out = None,
+                },
+                r = read_some(&mut err, &mut err_buf), if err.is_some() => match r {
+                    Some(n) => { let _ = output.send(OutputChunk { stream: OutputStream::Stderr, data: err_buf[..n].to_vec() }); }
+                    None => err = None,
+                },
+                r = read_some(&mut status, &mut status_buf), if status.is_some() => match r {
+                    Some(n) => {
+                        status_line.extend_from_slice(&status_buf[..n]);
+                        while let Some(pos) = status_line.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = status_line.drain(..=pos).collect();
+                            if let Some(msg) = InitMessage::parse(&line[..line.len() - 1]) {
+                                self.on_message(msg);
+                            }
+                        }
+                    }
+                    None => status = None,
+                },
+                r = pidfd.readable(), if !exited => {
+                    let mut ready = r.map_err(io_err("watching the init"))?;
+                    ready.retain_ready();
+                    exited = true;
+                },
+                _ = cancel.cancelled(), if !killed => {
+                    killed = true;
+                    self.cancelled = true;
+                    guard.kill_tree();
+                },
+                _ = sleep_until(deadline), if !killed && deadline.is_some() => {
+                    killed = true;
+                    self.timed_out = true;
+                    guard.kill_tree();
+                },
+            }
+        }
+        // Reap the init now that the pidfd said it exited.
+        if let Some(child) = guard.child.as_mut() {
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+}
+
+async fn read_some(rx: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> Option<usize> {
+    let rx = rx.as_mut()?;
+    match rx.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Owns everything a run creates on the host; cleans it up on [`RunGuard::finish`], or in
+/// a background thread when the run's future is dropped midway.
+struct RunGuard {
+    child: Option<Child>,
+    cgroup: Option<Arc<Cgroup>>,
+    run_dir: Option<RunDir>,
+    upper: PathBuf,
+    finished: bool,
+}
+
+impl RunGuard {
+    /// SIGKILL to the outer init (whose death takes pid 1 and so the whole pid namespace
+    /// with it, via PR_SET_PDEATHSIG) and to everything in the cgroup.
+    fn kill_tree(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.kill_all() {
+                tracing::warn!(error = %e, "killing the run's cgroup failed");
+            }
+        }
+    }
+
+    async fn finish(&mut self, stubs: &[String], warnings: &mut Vec<String>) {
+        self.finished = true;
+        let cgroup = self.cgroup.take();
+        let run_dir = self.run_dir.take();
+        let upper = self.upper.clone();
+        let stubs = stubs.to_vec();
+        let cleanup = tokio::task::spawn_blocking(move || cleanup(cgroup, run_dir, &upper, &stubs));
+        match cleanup.await {
+            Ok(w) => warnings.extend(w),
+            Err(e) => warnings.push(format!("sandbox cleanup failed: {e}")),
+        }
+    }
+}
+
+/// Removes the cgroup (once its tasks are gone), the empty mount stubs and the run
+/// directory; returns warnings for what could not be removed.
+fn cleanup(
+    cgroup: Option<Arc<Cgroup>>,
+    run_dir: Option<RunDir>,
+    upper: &Path,
+    stubs: &[String],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(cg) = cgroup {
+        // Normally empty: pid 1's exit killed the namespace. Anything left is killed.
+        if cg.procs().map(|p| !p.is_empty()).unwrap_or(false) {
+            let _ = cg.kill_all();
+        }
+        if let Err(e) = cg.remove() {
+            warnings.push(format!("could not remove the run's cgroup: {e}"));
+        }
+    }
+    if !stubs.is_empty() {
+        if let Err(e) = remove_empty_stubs(upper, stubs) {
+            warnings.push(format!("could not remove mount stubs from {}: {e}", upper.display()));
+        }
+    }
+    if let Some(dir) = run_dir {
+        dir.remove();
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    warnings
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.kill_tree();
+        let mut child = self.child.take();
+        let cgroup = self.cgroup.take();
+        let run_dir = self.run_dir.take();
+        let upper = self.upper.clone();
+        // Stubs are unknown here (the report may not have been read), so none are removed.
+        let spawned = std::thread::Builder::new().name("rbuild-sandbox-cleanup".into()).spawn(move || {
+            if let Some(child) = child.as_mut() {
+                let _ = child.wait();
+            }
+            cleanup(cgroup, run_dir, &upper, &[]);
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the sandbox cleanup thread");
+        }
+    }
+}

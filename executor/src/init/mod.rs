@@ -1,0 +1,127 @@
+//! The sandbox side: code that runs in the re-executed init process.
+//!
+//! Process tree of one run:
+//!
+//! ```text
+//! rbuild (tokio)                    parent: cgroup, pipes, output streaming
+//!  └─ init_program INIT_ARG         outer init: unshare(mnt, uts, ipc, pid, cgroup[, net])
+//!      └─ pid 1 of the new pid ns   mounts the rootfs, pivot_root, resolves the user,
+//!          │                        reaps zombies, reports the exit status
+//!          └─ the command           drops privileges, seccomp, execve
+//! ```
+//!
+//! The init is a fresh `execve` of a single-threaded program, so `fork`, `unshare` and
+//! mount calls are safe without the caveats of a multi-threaded parent.
+
+mod apply;
+mod command;
+pub(crate) mod in_root;
+mod net;
+mod pid1;
+pub(crate) mod plan;
+
+use std::fmt::Display;
+use std::io::Read;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::ForkResult;
+
+use crate::protocol::{FailStage, InitMessage, InitRequest, REQUEST_FD, STATUS_FD, send_quietly};
+use crate::spec::Network;
+
+/// First argument that makes a program act as the sandbox init.
+pub const INIT_ARG: &str = "__rbuild-sandbox-init";
+
+/// A setup failure inside the sandbox, reported to the parent.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub stage: FailStage,
+    pub message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(stage: FailStage, message: impl Into<String>) -> Failure {
+        Failure { stage, message: message.into() }
+    }
+
+    fn report(&self, status: impl AsFd) {
+        send_quietly(status, &InitMessage::failed(self.stage.clone(), self.message.clone()));
+    }
+}
+
+/// Attaches the setup stage to an error.
+pub(crate) trait Stage<T> {
+    fn stage(self, stage: impl Into<String>) -> Result<T, Failure>;
+}
+
+impl<T, E: Display> Stage<T> for Result<T, E> {
+    fn stage(self, stage: impl Into<String>) -> Result<T, Failure> {
+        self.map_err(|e| Failure::new(FailStage::Setup(stage.into()), e.to_string()))
+    }
+}
+
+/// Entry point of the sandbox init. rbuild's `main` calls this first thing (before any
+/// thread or async runtime starts) when its first argument is [`INIT_ARG`]; see
+/// [`crate::maybe_sandbox_init`]. Never returns.
+pub fn sandbox_init_main() -> ! {
+    // SAFETY: the executor spawns the init with the request pipe on fd 3 and the status
+    // pipe on fd 4 (dup2 in pre_exec); nothing else in this fresh process owns them.
+    let (request, status) = unsafe { (OwnedFd::from_raw_fd(REQUEST_FD), OwnedFd::from_raw_fd(STATUS_FD)) };
+    // The command must not inherit the status pipe; its pre-exec child still can write.
+    let _ = rustix::io::fcntl_setfd(&status, rustix::io::FdFlags::CLOEXEC);
+    let req = match read_request(request) {
+        Ok(req) => req,
+        Err(f) => {
+            f.report(&status);
+            std::process::exit(1);
+        }
+    };
+    match outer(req, status) {
+        Ok(code) => std::process::exit(code),
+        Err((f, status)) => {
+            f.report(&status);
+            std::process::exit(1);
+        }
+    }
+}
+
+fn read_request(fd: OwnedFd) -> Result<InitRequest, Failure> {
+    let mut buf = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut buf).stage("reading the sandbox request")?;
+    serde_json::from_slice(&buf).stage("decoding the sandbox request")
+}
+
+/// The outer init: new namespaces, then fork pid 1 and wait for it.
+fn outer(req: InitRequest, status: OwnedFd) -> Result<i32, (Failure, OwnedFd)> {
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWCGROUP;
+    if req.spec.network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // The parent moved us into the run's cgroup before sending the request, so the new
+    // cgroup namespace is rooted there.
+    if let Err(e) = nix::sched::unshare(flags).stage("creating namespaces") {
+        return Err((e, status));
+    }
+    // SAFETY: this process is single-threaded (a fresh exec that started no threads).
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => pid1::run(req, status),
+        Ok(ForkResult::Parent { child }) => {
+            drop(status);
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return Ok(1),
+                }
+            }
+        }
+        Err(e) => Err((Failure::new(FailStage::Setup("forking pid 1".into()), e.to_string()), status)),
+    }
+}

@@ -1,0 +1,124 @@
+//! What the parent and the sandbox init say to each other.
+//!
+//! The parent writes one JSON [`InitRequest`] to fd [`REQUEST_FD`] and closes it; the init
+//! answers with JSON lines of [`InitMessage`] on fd [`STATUS_FD`]. Each message is written
+//! with a single `write(2)`, so lines from pid 1 and the command's pre-exec child never
+//! interleave as long as they stay under `PIPE_BUF`.
+
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{ExitStatus, Spec};
+
+/// fd on which the init reads its request.
+pub(crate) const REQUEST_FD: i32 = 3;
+/// fd on which the init reports progress and the exit status.
+pub(crate) const STATUS_FD: i32 = 4;
+
+/// Everything the init needs; paths are host paths prepared by the parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct InitRequest {
+    pub spec: Spec,
+    /// Empty directory on which the rootfs is mounted.
+    pub rootfs_dir: PathBuf,
+    pub hosts_file: PathBuf,
+    pub resolv_file: PathBuf,
+    pub hostname_file: PathBuf,
+    /// Mount the cgroup2 hierarchy (the run's cgroup namespace) at `/sys/fs/cgroup`.
+    pub mount_cgroup2: bool,
+    /// Pass `index=off` to overlayfs (supported by this kernel).
+    pub overlay_index_off: bool,
+}
+
+/// Where a failure inside the sandbox happened; the parent maps it onto
+/// [`crate::ExecutorError`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum FailStage {
+    /// Resolving `Spec::user`.
+    User,
+    /// Finding or executing `args[0]`.
+    Exec,
+    /// Anything else; the string says what was being set up.
+    Setup(String),
+}
+
+/// A line from the init.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum InitMessage {
+    /// Mount points the init created in the rootfs, to be removed after the run when still
+    /// empty (paths inside the rootfs, in creation order).
+    Stubs { paths: Vec<String> },
+    /// Setup failed; the command did not run.
+    Failed { stage: FailStage, message: String },
+    /// The command ended.
+    Exited { status: ExitStatus },
+    /// Resource usage of every process pid 1 reaped (fallback when there is no cgroup).
+    Usage { cpu_us: u64, max_rss_kib: u64 },
+}
+
+/// Longest message text sent, so that a line stays below `PIPE_BUF` (4096).
+const MAX_MESSAGE: usize = 3000;
+
+impl InitMessage {
+    pub(crate) fn failed(stage: FailStage, message: impl Into<String>) -> InitMessage {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        InitMessage::Failed { stage, message }
+    }
+
+    /// Writes the message as one line with one `write(2)`.
+    pub(crate) fn send(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let file = fd.try_clone_to_owned()?;
+        let mut file = std::fs::File::from(file);
+        file.write_all(&line)
+    }
+
+    /// Parses one line; `None` for garbage (which a broken init could write).
+    pub(crate) fn parse(line: &[u8]) -> Option<InitMessage> {
+        serde_json::from_slice(line).ok()
+    }
+}
+
+/// Sends a message, ignoring errors: the parent may already be gone, and there is nobody
+/// else to tell.
+pub(crate) fn send_quietly(fd: impl AsFd, msg: &InitMessage) {
+    let _ = msg.send(fd.as_fd());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = [
+            InitMessage::Stubs { paths: vec!["/etc/hosts".into()] },
+            InitMessage::failed(FailStage::Setup("mounting /proc".into()), "EPERM"),
+            InitMessage::Exited { status: ExitStatus::Signal(9) },
+            InitMessage::Usage { cpu_us: 5, max_rss_kib: 100 },
+        ];
+        for m in msgs {
+            let line = serde_json::to_vec(&m).unwrap();
+            assert_eq!(InitMessage::parse(&line), Some(m));
+        }
+        assert_eq!(InitMessage::parse(b"nonsense"), None);
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let msg = InitMessage::failed(FailStage::Exec, "é".repeat(4000));
+        let InitMessage::Failed { message, .. } = msg else { unreachable!() };
+        assert!(message.len() <= MAX_MESSAGE);
+    }
+}
