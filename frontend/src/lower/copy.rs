@@ -1,0 +1,337 @@
+//! `COPY` and `ADD`: file actions from the context, another stage, an image or inline
+//! heredoc files; `--link` as a merge of a scratch copy onto the stage.
+
+use super::LowerError;
+use super::dispatch::{clean_path, commit_history, owner_of, resolve_in_workdir};
+use super::run::uppercase_first;
+use super::stage::{Base, Lowering, StageState};
+use crate::instructions::{AddCommand, CopyCommand, HeredocSource, Instruction};
+use registry::Digest;
+use solver::ir::{self, ChmodSpec, FileAction, FileOp, HttpSource, Mkfile, Op, Source, VertexId, VertexMeta};
+
+/// What the COPY/ADD reads, after flags were interpreted.
+struct CopyPlan<'a> {
+    is_add: bool,
+    sources: &'a [String],
+    heredocs: &'a [HeredocSource],
+    dest: &'a str,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    link: bool,
+    exclude: &'a [String],
+    parents: bool,
+    unpack: Option<bool>,
+    checksum: Option<&'a str>,
+    /// The `--from` source: `None` is the build context.
+    from: Option<Base>,
+    from_text: Option<&'a str>,
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+fn is_git(s: &str) -> bool {
+    s.starts_with("git@") || s.starts_with("git://") || (is_url(s) && s.split(['#', '?']).next().is_some_and(|u| u.ends_with(".git")))
+}
+
+fn contains_wildcards(s: &str) -> bool {
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' | '[' => return true,
+            '\\' => {
+                chars.next();
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+impl Lowering<'_> {
+    pub(crate) fn dispatch_copy(
+        &mut self,
+        stage: usize,
+        state: &mut StageState,
+        inst: &Instruction,
+        c: &CopyCommand,
+    ) -> Result<(), LowerError> {
+        let from = match &c.from {
+            None => None,
+            Some(f) => Some(self.from_ref(f, stage, inst.span)?),
+        };
+        let plan = CopyPlan {
+            is_add: false,
+            sources: &c.sources,
+            heredocs: &c.heredoc_sources,
+            dest: &c.dest,
+            chown: c.chown.as_deref().filter(|s| !s.is_empty()),
+            chmod: c.chmod.as_deref().filter(|s| !s.is_empty()),
+            link: c.link,
+            exclude: &c.exclude,
+            parents: c.parents,
+            unpack: None,
+            checksum: None,
+            from,
+            from_text: c.from.as_deref(),
+        };
+        self.copy(state, inst, plan)
+    }
+
+    pub(crate) fn dispatch_add(&mut self, state: &mut StageState, inst: &Instruction, a: &AddCommand) -> Result<(), LowerError> {
+        let plan = CopyPlan {
+            is_add: true,
+            sources: &a.sources,
+            heredocs: &a.heredoc_sources,
+            dest: &a.dest,
+            chown: a.chown.as_deref().filter(|s| !s.is_empty()),
+            chmod: a.chmod.as_deref().filter(|s| !s.is_empty()),
+            link: a.link,
+            exclude: &a.exclude,
+            parents: false,
+            unpack: a.unpack,
+            checksum: a.checksum.as_deref().filter(|s| !s.is_empty()),
+            from: None,
+            from_text: None,
+        };
+        self.copy(state, inst, plan)
+    }
+
+    fn chmod_spec(&self, inst: &Instruction, chmod: &str) -> Result<ChmodSpec, LowerError> {
+        let non_octal = || {
+            self.errors.at(
+                inst.span,
+                format!("invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777"),
+            )
+        };
+        match u32::from_str_radix(chmod, 8) {
+            Ok(bits) if bits <= 0o7777 => Ok(ChmodSpec::Octal(bits)),
+            Ok(_) => Err(non_octal().into()),
+            Err(_) if chmod.chars().all(|c| c.is_ascii_digit()) => Err(non_octal().into()),
+            Err(_) => {
+                let symbolic_ok = chmod.split(',').all(|clause| {
+                    let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+                    !ops.is_empty()
+                        && ops.starts_with(['+', '-', '='])
+                        && ops.chars().all(|ch| "+-=rwxXstugo".contains(ch))
+                });
+                if symbolic_ok {
+                    Ok(ChmodSpec::Symbolic(chmod.to_string()))
+                } else {
+                    Err(self.errors.at(inst.span, format!("invalid chmod parameter: '{chmod}'")).into())
+                }
+            }
+        }
+    }
+
+    fn copy(&mut self, state: &mut StageState, inst: &Instruction, plan: CopyPlan<'_>) -> Result<(), LowerError> {
+        let dest = resolve_in_workdir(&state.workdir(), plan.dest, true);
+        let owner = plan.chown.and_then(owner_of);
+        let mode = match plan.chmod {
+            Some(m) => Some(self.chmod_spec(inst, m)?),
+            None => None,
+        };
+        if let Some(ck) = plan.checksum {
+            if !plan.is_add {
+                return Err(self.errors.at(inst.span, "checksum can't be specified for COPY").into());
+            }
+            if plan.sources.len() != 1 {
+                return Err(self.errors.at(inst.span, "checksum can't be specified for multiple sources").into());
+            }
+            if !is_url(&plan.sources[0]) {
+                return Err(self.errors.at(inst.span, "checksum requires HTTP(S) or Git sources").into());
+            }
+            ck.parse::<Digest>().map_err(|e| self.errors.at(inst.span, e.to_string()))?;
+        }
+
+        // Inputs of the file op: 0 is the stage (when not scratch and not --link).
+        let link = plan.link && plan.chmod.is_none();
+        let mut inputs: Vec<VertexId> = Vec::new();
+        let base = match (link, state.vertex) {
+            (false, Some(v)) => {
+                inputs.push(v);
+                Some(0)
+            }
+            _ => None,
+        };
+        let source_vertex: Option<VertexId> = match &plan.from {
+            None => Some(self.context()),
+            Some(Base::Scratch) => None,
+            Some(Base::Stage(j)) => match self.states[*j].as_ref() {
+                Some(s) if s.dispatched => s.vertex,
+                _ => {
+                    return Err(self
+                        .errors
+                        .at(
+                            inst.span,
+                            format!(
+                                "cannot copy from stage {:?}, it needs to be defined before current stage {:?}",
+                                plan.from_text.unwrap_or_default(),
+                                state.display
+                            ),
+                        )
+                        .into());
+                }
+            },
+            Some(Base::Image(r)) => {
+                let platform = state.platform.clone();
+                let r = r.clone();
+                match self.image(&r, &platform, &format!("[internal] load {r}")) {
+                    Some((v, _)) => v,
+                    None => return Err(LowerError::NeedImages(self.need.iter().cloned().collect())),
+                }
+            }
+        };
+        let mut source_index = |inputs: &mut Vec<VertexId>, v: Option<VertexId>, this: &mut Self| -> usize {
+            let v = v.unwrap_or_else(|| {
+                // Copying from an empty filesystem: an empty scratch op makes the source.
+                this.graph
+                    .add(Op::File(FileOp { base: None, actions: vec![] }), vec![], VertexMeta::default())
+                    .expect("no inputs")
+            });
+            match inputs.iter().position(|i| *i == v) {
+                Some(p) => p,
+                None => {
+                    inputs.push(v);
+                    inputs.len() - 1
+                }
+            }
+        };
+
+        let epoch = None;
+        let mut actions = Vec::new();
+        let mut message = String::from(if plan.is_add { "ADD" } else { "COPY" });
+        if plan.parents {
+            message.push_str(" --parents");
+        }
+        if let Some(c) = plan.chown {
+            message.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(m) = plan.chmod {
+            message.push_str(&format!(" --chmod={m}"));
+        }
+        for src in plan.sources {
+            message.push_str(&format!(" {src}"));
+            if is_git(src) {
+                return Err(self
+                    .errors
+                    .at(inst.span, format!("ADD of a git repository ({src}) is not supported yet"))
+                    .into());
+            }
+            if is_url(src) {
+                if !plan.is_add {
+                    return Err(self.errors.at(inst.span, "source can't be a URL for COPY").into());
+                }
+                let filename = src
+                    .split(['?', '#'])
+                    .next()
+                    .and_then(|u| u.rsplit('/').next())
+                    .filter(|b| !b.is_empty() && !b.contains(':'))
+                    .unwrap_or("__unnamed__")
+                    .to_string();
+                let http = Source::Http(HttpSource {
+                    url: src.clone(),
+                    checksum: plan.checksum.and_then(|c| c.parse().ok()),
+                    filename: filename.clone(),
+                    mode: 0o600,
+                });
+                let meta = VertexMeta { name: format!("{src}"), ..Default::default() };
+                let v = self.graph.add(Op::Source(http), vec![], meta).expect("no inputs");
+                let idx = source_index(&mut inputs, Some(v), self);
+                actions.push(self.copy_action(idx, &format!("/{filename}"), &dest, &owner, &mode, &plan, plan.unpack.unwrap_or(false), epoch));
+                continue;
+            }
+            let (src_path, include) = if plan.parents {
+                match src.split_once("/./") {
+                    Some((parent, pattern)) => (parent.to_string(), vec![clean_path(pattern, false).trim_start_matches('/').to_string()]),
+                    None => ("/".to_string(), vec![clean_path(src, false).trim_start_matches('/').to_string()]),
+                }
+            } else {
+                (src.clone(), Vec::new())
+            };
+            let _ = contains_wildcards(&src_path);
+            let src_path = clean_path(&src_path, false);
+            let idx = source_index(&mut inputs, source_vertex, self);
+            let mut action = self.copy_action(idx, &src_path, &dest, &owner, &mode, &plan, plan.unpack.unwrap_or(plan.is_add), epoch);
+            if let FileAction::Copy(c) = &mut action {
+                c.include_patterns = include;
+            }
+            actions.push(action);
+        }
+        for doc in plan.heredocs {
+            message.push_str(&format!(" <<{}", doc.path));
+            let path = clean_path(&doc.path, false);
+            let file = FileOp {
+                base: None,
+                actions: vec![FileAction::Mkfile(Mkfile {
+                    path: path.clone(),
+                    mode: 0o644,
+                    data: doc.data.clone().into_bytes(),
+                    owner: None,
+                    timestamp: epoch,
+                })],
+            };
+            let meta = VertexMeta { name: "preparing inline document".into(), ..Default::default() };
+            let v = self.graph.add(Op::File(file), vec![], meta).expect("no inputs");
+            let idx = source_index(&mut inputs, Some(v), self);
+            let mut action = self.copy_action(idx, &path, &dest, &owner, &mode, &plan, false, epoch);
+            if let FileAction::Copy(c) = &mut action {
+                c.follow_symlinks = false;
+                c.dir_copy_contents = false;
+                c.allow_wildcard = false;
+                c.allow_empty_wildcard = false;
+            }
+            actions.push(action);
+        }
+        message.push_str(&format!(" {}", plan.dest));
+
+        let shown = self.lexer.process_word(&inst.source_text, &state.env).unwrap_or_else(|_| inst.source_text.clone());
+        let name = state.progress_name(&uppercase_first(&shown));
+        let meta = self.meta(name, inst.span, state);
+        let op = Op::File(FileOp { base, actions });
+        let copied = self.graph.add(op, inputs, meta.clone()).expect("inputs exist");
+        let v = match (link, state.vertex) {
+            (true, Some(stage_vertex)) => {
+                let merge_meta = VertexMeta { name: format!("{} (link)", meta.name), ..meta };
+                self.graph.add(Op::Merge, vec![stage_vertex, copied], merge_meta).expect("inputs exist")
+            }
+            _ => copied,
+        };
+        state.vertex = Some(v);
+        commit_history(state, format!("{message} # buildkit"), true);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_action(
+        &self,
+        source: usize,
+        src: &str,
+        dest: &str,
+        owner: &Option<ir::Owner>,
+        mode: &Option<ChmodSpec>,
+        plan: &CopyPlan<'_>,
+        unpack: bool,
+        timestamp: Option<i64>,
+    ) -> FileAction {
+        FileAction::Copy(ir::Copy {
+            source,
+            src: src.to_string(),
+            dest: dest.to_string(),
+            owner: owner.clone(),
+            mode: mode.clone(),
+            follow_symlinks: true,
+            dir_copy_contents: true,
+            attempt_unpack: unpack,
+            create_dest_path: true,
+            allow_wildcard: true,
+            allow_empty_wildcard: true,
+            include_patterns: Vec::new(),
+            exclude_patterns: plan.exclude.to_vec(),
+            parents: plan.parents,
+            always_replace_existing: false,
+            timestamp,
+        })
+    }
+}

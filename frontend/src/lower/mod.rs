@@ -1,0 +1,129 @@
+//! Lowering: a parsed Dockerfile plus build-time inputs (build args, target, platform,
+//! resolved base images) → a build graph ([`solver::ir::Graph`]) and the image config of
+//! the target stage. This is BuildKit's `dockerfile2llb`.
+//!
+//! Base images are resolved by the caller (the frontend does no I/O): [`lower`] returns
+//! [`LowerError::NeedImages`] listing the images it needs; the caller resolves them and calls
+//! again with them in [`LowerOptions::images`].
+
+mod args;
+mod copy;
+mod dispatch;
+mod run;
+mod stage;
+
+use crate::error::{DockerfileError, LineIndex, Span};
+use crate::instructions::Dockerfile;
+use crate::lint::Warning;
+use registry::{ImageConfig, Platform, Reference};
+use solver::ir::{Graph, VertexId};
+use std::collections::BTreeMap;
+
+pub use args::PROXY_ARGS;
+
+/// A base image as the caller resolved it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaseImage {
+    /// The reference pinned to the platform's manifest digest.
+    pub pinned: Reference,
+    /// Its config.
+    pub config: ImageConfig,
+}
+
+/// An image the lowering needs resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageRequest {
+    /// The reference as normalised from the Dockerfile.
+    pub reference: Reference,
+    /// The platform to resolve it for.
+    pub platform: Platform,
+}
+
+/// Everything besides the Dockerfile that decides the graph.
+#[derive(Clone, Debug)]
+pub struct LowerOptions {
+    /// The Dockerfile's text (for error carets).
+    pub source: String,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--platform` (None: the build platform, and base images keep their own platform).
+    pub target_platform: Option<Platform>,
+    /// The platform rbuild runs on.
+    pub build_platform: Platform,
+    /// `--label` values, added to the target image.
+    pub labels: BTreeMap<String, String>,
+    /// Name of the main local source (the build context).
+    pub context_name: String,
+    /// `.dockerignore` patterns of the context.
+    pub dockerignore: Vec<String>,
+    /// `--no-cache` for every stage.
+    pub no_cache: bool,
+    /// `--no-cache-filter`: stages whose steps must not be served from the cache.
+    pub no_cache_filter: Vec<String>,
+    /// Base images resolved so far.
+    pub images: BTreeMap<ImageRequest, BaseImage>,
+}
+
+/// The result of lowering.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    /// The build graph.
+    pub graph: Graph,
+    /// The vertex whose filesystem is the target's (None: an empty filesystem).
+    pub target: Option<VertexId>,
+    /// The target image config; `rootfs` and `created` are left for the exporter. History
+    /// entries of this build have `created` unset.
+    pub image: ImageConfig,
+    /// How many history entries came from the base image (the rest are this build's).
+    pub base_history: usize,
+    /// Build checks and other warnings.
+    pub warnings: Vec<Warning>,
+    /// Build args given but never consumed by an ARG.
+    pub unused_build_args: Vec<String>,
+    /// `SOURCE_DATE_EPOCH` when set (build arg): clamps timestamps.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Why lowering stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// The Dockerfile is wrong for these inputs; names the file, line and column.
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    /// These base images must be resolved first (then call [`lower`] again).
+    #[error("base images to resolve: {0:?}")]
+    NeedImages(Vec<ImageRequest>),
+}
+
+/// Errors are built against the Dockerfile's text so they carry line, column and caret.
+pub(crate) struct Errors<'a> {
+    file: &'a str,
+    source: &'a str,
+    index: LineIndex,
+}
+
+impl<'a> Errors<'a> {
+    fn new(file: &'a str, source: &'a str) -> Errors<'a> {
+        Errors { file, source, index: LineIndex::new(source) }
+    }
+
+    /// An error at `span`.
+    pub(crate) fn at(&self, span: Span, message: impl Into<String>) -> DockerfileError {
+        let end = span.end.min(self.source.len());
+        let start = span.start.min(end);
+        DockerfileError::at(self.file, self.source, &self.index, start, end, message.into())
+    }
+
+    /// An error with no better place than the end of the file.
+    pub(crate) fn general(&self, message: impl Into<String>) -> DockerfileError {
+        let end = self.source.len();
+        DockerfileError::at(self.file, self.source, &self.index, 0, end.min(0), message.into())
+    }
+}
+
+/// Lowers `dockerfile` for `opts`. See the module docs for the image-resolution protocol.
+pub fn lower(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, LowerError> {
+    stage::Lowering::new(dockerfile, opts).run()
+}
