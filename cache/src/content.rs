@@ -105,7 +105,7 @@ impl ContentStore {
             return Ok(digest);
         }
         let mut w = self.writer()?;
-        w.write_all(bytes).map_err(io_err(&w.tmp_path().to_path_buf()))?;
+        w.write_all(bytes).map_err(io_err(w.tmp_path()))?;
         w.commit(Some(&digest))
     }
 

@@ -5,11 +5,32 @@
 //! Owns: everything under the store root (`/var/lib/rbuild` by default).
 //! Must not: parse Dockerfiles or spawn processes.
 //!
-//! Entry point: [`ContentStore`] for blobs.
+//! Entry point: [`Store::open`], which gives the content store ([`Store::content`]), the
+//! metadata database ([`Store::meta`]), layers ([`Store::new_layer`],
+//! [`Store::import_layer`]), mounts ([`Store::mount_readonly`], [`Store::mount_writable`])
+//! and garbage collection ([`Store::usage`], [`Store::prune`]).
 
 pub mod checksum;
 mod content;
+mod error;
 pub mod fileop;
+mod fsutil;
+mod gc;
+mod import;
+mod layer;
+mod lease;
+mod lock;
+mod meta;
+mod mount;
 pub mod patterns;
+mod store;
 
 pub use content::{BlobWriter, ContentError, ContentStore, copy_blob};
+pub use error::StoreError;
+pub use gc::{PrunePolicy, PruneReport, Usage, UsageRecord};
+pub use import::ImportError;
+pub use layer::{InvalidLayerId, LayerId, MutableLayer};
+pub use lease::Lease;
+pub use meta::{CacheRecord, ImageRecord, LayerBlob, LayerRecord, Meta};
+pub use mount::{MountError, Mounted};
+pub use store::{Recovery, Store};
