@@ -358,7 +358,10 @@ impl Transport {
         // Registry credentials must not follow a Location to another server (blob storage).
         let same_origin = call.url.origin() == ep.base.origin();
         let mut attempts = 0u32;
-        let mut reauthenticated = false;
+        // At most one anonymous-to-authenticated switch and one token refresh per call, so
+        // a registry that keeps answering 401 cannot loop us.
+        let mut learned_challenge = false;
+        let mut refreshed = false;
         loop {
             attempts += 1;
             let permit =
@@ -386,12 +389,16 @@ impl Transport {
             };
             let status = response.status().as_u16();
             match status {
-                401 if same_origin && !reauthenticated => {
+                401 if same_origin && !(if auth.is_some() { refreshed } else { learned_challenge }) => {
                     let headers = response.headers().clone();
                     drop(response);
                     drop(permit);
                     self.on_unauthorized(ep, call, auth.is_some(), &headers).await?;
-                    reauthenticated = true;
+                    if auth.is_some() {
+                        refreshed = true;
+                    } else {
+                        learned_challenge = true;
+                    }
                     attempts -= 1;
                     continue;
                 }

@@ -9,3 +9,4 @@ mod blobs;
 mod errors;
 mod faults;
 mod manifests;
+mod token;

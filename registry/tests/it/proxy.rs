@@ -190,10 +190,10 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
             chunk[0] ^= 0xff;
             flipped = true;
         }
-        if let Some(after) = cut.filter(|_| ok) {
-            if passed + chunk.len() > after {
-                return Err(std::io::Error::other("injected connection cut"));
-            }
+        if let Some(after) = cut.filter(|_| ok)
+            && passed + chunk.len() > after
+        {
+            return Err(std::io::Error::other("injected connection cut"));
         }
         passed += chunk.len();
         Ok::<_, std::io::Error>(Bytes::from(chunk))
