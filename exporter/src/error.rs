@@ -39,6 +39,10 @@ pub enum ExportError {
         /// The OS error.
         source: io::Error,
     },
+    /// The registry refused or failed a push (see [`registry::RegistryError`] for the kinds:
+    /// not found, unauthorized, network, ...).
+    #[error(transparent)]
+    Registry(Box<registry::RegistryError>),
     /// A manifest, index or config in the store does not parse.
     #[error("blob {digest} is not a valid {what}: {source}")]
     BadBlob {

@@ -86,8 +86,10 @@ pub fn write_image(
         layers,
         annotations: BTreeMap::new(),
     };
-    let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| ExportError::invalid(e.to_string()))?;
-    let mut manifest_desc = Descriptor::for_bytes(manifest.media_type.clone().unwrap_or(MediaType::OciManifest), &manifest_bytes);
+    let manifest_bytes =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| ExportError::invalid(e.to_string()))?;
+    let mut manifest_desc =
+        Descriptor::for_bytes(manifest.media_type.clone().unwrap_or(MediaType::OciManifest), &manifest_bytes);
     manifest_desc.platform = Some(config.platform());
 
     store.write_bytes(&config_bytes)?;
@@ -107,7 +109,10 @@ pub fn write_index(
     }
     for m in manifests {
         if !m.media_type.is_manifest() {
-            return Err(ExportError::invalid(format!("{} ({}) is not an image manifest", m.digest, m.media_type)));
+            return Err(ExportError::invalid(format!(
+                "{} ({}) is not an image manifest",
+                m.digest, m.media_type
+            )));
         }
         if m.platform.is_none() {
             return Err(ExportError::invalid(format!("manifest {} has no platform", m.digest)));
@@ -208,7 +213,8 @@ mod tests {
 
     #[test]
     fn history_normalisation_table() {
-        let h = |empty: bool| History { created_by: Some("x".into()), empty_layer: empty, ..Default::default() };
+        let h =
+            |empty: bool| History { created_by: Some("x".into()), empty_layer: empty, ..Default::default() };
         // (history, layers) -> expected empty_layer flags
         let cases: Vec<(Vec<History>, usize, Vec<bool>)> = vec![
             (vec![h(false), h(true)], 1, vec![false, true]),
@@ -217,7 +223,8 @@ mod tests {
             (vec![], 0, vec![]),
         ];
         for (history, layers, want) in cases {
-            let got: Vec<bool> = normalize_history(history, layers, &None).iter().map(|h| h.empty_layer).collect();
+            let got: Vec<bool> =
+                normalize_history(history, layers, &None).iter().map(|h| h.empty_layer).collect();
             assert_eq!(got, want);
         }
     }
@@ -227,7 +234,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
         let m = layer(MediaType::OciManifest, 1);
-        assert!(write_index(&store, &[m.clone()], true).is_err());
+        assert!(write_index(&store, std::slice::from_ref(&m), true).is_err());
         let mut with = m;
         with.platform = Some("linux/arm64".parse().unwrap());
         let idx = write_index(&store, &[with], true).unwrap();

@@ -27,7 +27,12 @@ pub struct LayerOptions {
 
 impl Default for LayerOptions {
     fn default() -> Self {
-        LayerOptions { compression: Compression::Gzip, level: None, oci_media_types: true, source_date_epoch: None }
+        LayerOptions {
+            compression: Compression::Gzip,
+            level: None,
+            oci_media_types: true,
+            source_date_epoch: None,
+        }
     }
 }
 
@@ -76,17 +81,18 @@ pub fn recompress_layer(
     opts: &LayerOptions,
 ) -> Result<ExportedLayer, ExportError> {
     let Some(current) = blob.media_type.layer_compression() else {
-        return Err(ExportError::InvalidInput { reason: format!("{} is not a layer media type", blob.media_type) });
+        return Err(ExportError::InvalidInput {
+            reason: format!("{} is not a layer media type", blob.media_type),
+        });
     };
     effective_level(opts.compression, opts.level)?;
     let file = store.open_blob(&blob.digest)?;
     let reader: Box<dyn Read> = match current {
         Compression::Uncompressed => Box::new(io::BufReader::new(file)),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file))),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(file)
-                .map_err(|source| ExportError::Io { op: "decompress", path: store.path(&blob.digest), source })?,
-        ),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).map_err(|source| {
+            ExportError::Io { op: "decompress", path: store.path(&blob.digest), source }
+        })?),
     };
     let path = store.path(&blob.digest);
     if current == opts.compression {
@@ -107,10 +113,15 @@ fn copy(mut reader: Box<dyn Read>, out: &mut dyn Write, path: &Path) -> Result<(
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(ExportError::Io { op: "decompress", path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(ExportError::Io { op: "decompress", path: path.to_path_buf(), source });
+            }
         };
-        out.write_all(&buf[..n])
-            .map_err(|source| ExportError::Io { op: "compress", path: path.to_path_buf(), source })?;
+        out.write_all(&buf[..n]).map_err(|source| ExportError::Io {
+            op: "compress",
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
 }
 

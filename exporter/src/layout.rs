@@ -218,10 +218,9 @@ pub(crate) fn write_destination(
             tmp.persist(path).map_err(|e| io_err("rename into")(e.error))?;
             Ok(())
         }
-        Destination::Dir(d) => Err(ExportError::invalid(format!(
-            "this output writes a file, not a directory ({})",
-            d.display()
-        ))),
+        Destination::Dir(d) => {
+            Err(ExportError::invalid(format!("this output writes a file, not a directory ({})", d.display())))
+        }
     }
 }
 
@@ -237,7 +236,11 @@ fn write_layout_dir(
     dir: &Path,
 ) -> Result<(), ExportError> {
     let blob_dir = dir.join("blobs").join("sha256");
-    fs::create_dir_all(&blob_dir).map_err(|source| ExportError::Io { op: "create", path: blob_dir.clone(), source })?;
+    fs::create_dir_all(&blob_dir).map_err(|source| ExportError::Io {
+        op: "create",
+        path: blob_dir.clone(),
+        source,
+    })?;
     for (digest, size) in blobs {
         let dest = blob_dir.join(digest.hex());
         if fs::metadata(&dest).is_ok_and(|m| m.len() == *size) {
@@ -262,8 +265,10 @@ fn write_layout_dir(
             let dest = dest.clone();
             move |source| ExportError::Io { op, path: dest, source }
         };
-        let mut tmp =
-            tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io_err("create temporary file in"))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(io_err("create temporary file in"))?;
         tmp.write_all(bytes).map_err(io_err("write"))?;
         set_mode(tmp.path(), 0o644).map_err(io_err("chmod"))?;
         tmp.persist(&dest).map_err(|e| io_err("rename into")(e.error))?;

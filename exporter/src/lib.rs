@@ -18,6 +18,7 @@ mod layer;
 mod layout;
 mod local;
 mod output;
+mod push;
 
 pub use archive::{ArchiveError, HeaderError};
 pub use compress::{
@@ -30,3 +31,4 @@ pub use layer::{ExportedLayer, LayerOptions, export_layer, export_layer_with_thr
 pub use layout::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, write_docker_archive, write_oci_archive};
 pub use local::{write_local, write_rootfs_tar};
 pub use output::{Destination, Output};
+pub use push::{PushProgress, push_image};

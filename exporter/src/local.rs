@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 /// Writes the tree at `rootfs` as a tar archive (sorted, numeric owners, xattrs) to `dest`.
 pub fn write_rootfs_tar(rootfs: &Path, dest: &Destination) -> Result<(), ExportError> {
     let opts = WalkOptions { kind: TreeKind::Plain, source_date_epoch: None };
-    write_destination(dest, |out| archive::write_tree(rootfs, &opts, out).map(drop).map_err(ExportError::from))
+    write_destination(dest, |out| {
+        archive::write_tree(rootfs, &opts, out).map(drop).map_err(ExportError::from)
+    })
 }
 
 /// Copies the tree at `rootfs` into `dest` (created if missing), keeping file types, modes
@@ -33,7 +35,11 @@ pub fn write_local(rootfs: &Path, dest: &Path) -> Result<(), ExportError> {
     let mut dirs: Vec<(PathBuf, Entry)> = Vec::new();
     archive::walk(rootfs, &opts, &mut |entry| {
         let target = dest.join(OsStr::from_bytes(&entry.path));
-        copy_entry(entry, &target, dest).map_err(|source| ArchiveError::Io { op: "write", path: target.clone(), source })?;
+        copy_entry(entry, &target, dest).map_err(|source| ArchiveError::Io {
+            op: "write",
+            path: target.clone(),
+            source,
+        })?;
         if matches!(entry.kind, Kind::Dir) {
             dirs.push((target, entry.clone()));
         }
@@ -76,7 +82,11 @@ fn copy_entry(entry: &Entry, target: &Path, dest: &Path) -> io::Result<()> {
             return fs::hard_link(dest.join(OsStr::from_bytes(first)), target);
         }
         Kind::Char { major, minor } | Kind::Block { major, minor } => {
-            let ft = if matches!(entry.kind, Kind::Char { .. }) { FileType::CharacterDevice } else { FileType::BlockDevice };
+            let ft = if matches!(entry.kind, Kind::Char { .. }) {
+                FileType::CharacterDevice
+            } else {
+                FileType::BlockDevice
+            };
             let dev = rustix::fs::makedev(to_u32(*major)?, to_u32(*minor)?);
             rustix::fs::mknodat(CWD, target, ft, Mode::from_raw_mode(0o600), dev)?;
         }
@@ -108,7 +118,10 @@ fn apply_metadata(entry: &Entry, target: &Path) -> io::Result<()> {
     for (name, value) in &entry.xattrs {
         match archive::xattr::set(target, name, value) {
             // Privileged namespaces without root, or a destination without xattr support.
-            Err(e) if [Errno::PERM, Errno::NOTSUP].iter().any(|n| e.raw_os_error() == Some(n.raw_os_error())) => {}
+            Err(e)
+                if [Errno::PERM, Errno::NOTSUP]
+                    .iter()
+                    .any(|n| e.raw_os_error() == Some(n.raw_os_error())) => {}
             r => r?,
         }
     }

@@ -270,14 +270,15 @@ mod tests {
         let cases: Vec<(String, Option<(String, String)>)> = vec![
             ("short".into(), Some(("".into(), "short".into()))),
             (format!("{long_dir}/file"), Some((long_dir.clone(), "file".into()))),
-            (format!("{}", "n".repeat(101)), None),
+            ("n".repeat(101), None),
             (format!("{long_dir}/{}", "n".repeat(101)), None),
             (format!("{}/x", "p".repeat(156)), None),
             (format!("{long_dir}/"), None),
         ];
         for (name, want) in cases {
-            let got = split_ustar_path(name.as_bytes())
-                .map(|(p, n)| (String::from_utf8(p.to_vec()).unwrap(), String::from_utf8(n.to_vec()).unwrap()));
+            let got = split_ustar_path(name.as_bytes()).map(|(p, n)| {
+                (String::from_utf8(p.to_vec()).unwrap(), String::from_utf8(n.to_vec()).unwrap())
+            });
             assert_eq!(got, want, "{name}");
         }
     }

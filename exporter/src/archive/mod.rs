@@ -7,8 +7,8 @@ mod walk;
 mod writer;
 pub(crate) mod xattr;
 
-pub use header::HeaderError;
 pub(crate) use entry::{Entry, Kind};
+pub use header::HeaderError;
 pub(crate) use walk::{TreeKind, WalkOptions, walk};
 pub(crate) use writer::{TarStream, write_tree};
 

@@ -66,8 +66,11 @@ pub(crate) fn walk(
         return Err(ArchiveError::Unsupported { path: root.to_path_buf(), reason: "not a directory" });
     }
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut stack =
-        vec![Frame { dir: root.to_path_buf(), rel: Vec::new(), children: list(root, opts.kind)?.into_iter() }];
+    let mut stack = vec![Frame {
+        dir: root.to_path_buf(),
+        rel: Vec::new(),
+        children: list(root, opts.kind)?.into_iter(),
+    }];
     while let Some(frame) = stack.last_mut() {
         let Some(child) = frame.children.next() else {
             stack.pop();

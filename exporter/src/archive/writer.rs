@@ -1,13 +1,13 @@
 //! Streaming a walked tree into a tar byte stream.
 
+use super::ArchiveError;
 use super::entry::{Entry, Kind};
 use super::header::{self, BLOCK};
 use super::walk::{WalkOptions, walk};
-use super::ArchiveError;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 const COPY_BUF: usize = 256 * 1024;
@@ -108,7 +108,13 @@ impl<W: Write> TarStream<W> {
     }
 
     /// Adds a regular file of `size` bytes read from `content`.
-    pub fn file(&mut self, path: &str, mode: u32, size: u64, content: &mut dyn Read) -> Result<(), ArchiveError> {
+    pub fn file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
         let entry = fixed_entry(path, Kind::File { size, source: None }, mode);
         let hdr = header::encode(&entry)
             .map_err(|source| ArchiveError::Header { path: PathBuf::from(path), source })?;
@@ -120,7 +126,9 @@ impl<W: Write> TarStream<W> {
                 Ok(0) => return Err(ArchiveError::Changed { path: PathBuf::from(path) }),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(ArchiveError::Io { op: "read", path: PathBuf::from(path), source }),
+                Err(source) => {
+                    return Err(ArchiveError::Io { op: "read", path: PathBuf::from(path), source });
+                }
             };
             self.out.write_all(&self.buf[..n]).map_err(ArchiveError::Write)?;
             left -= n as u64;

@@ -67,11 +67,8 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
     /// Starts compressing into `out` at `level` (0–9) with `threads` workers (0: one per
     /// available core).
     pub fn new(out: W, level: u32, threads: usize) -> ParallelGzip<W> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
+        let threads =
+            if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let level = level.min(9);
         let in_flight = threads * IN_FLIGHT_PER_WORKER;
         let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
@@ -256,7 +253,10 @@ fn collect<W: Write>(
                 // ISIZE is the length modulo 2^32 by definition.
                 out.write_all(&(size as u32).to_le_bytes())?;
                 out.flush()?;
-                return Ok((out, StreamSummary { uncompressed_digest: hasher.finish(), uncompressed_size: size }));
+                return Ok((
+                    out,
+                    StreamSummary { uncompressed_digest: hasher.finish(), uncompressed_size: size },
+                ));
             }
         }
     }
