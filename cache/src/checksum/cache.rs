@@ -9,7 +9,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const MAGIC: &[u8; 8] = b"rbcsum01";
 
@@ -59,6 +59,8 @@ pub(crate) struct Entry {
 pub struct ChecksumCache {
     entries: RwLock<HashMap<PathBuf, Entry>>,
     dirty: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl ChecksumCache {
@@ -77,7 +79,7 @@ impl ChecksumCache {
         };
         let corrupt = || ChecksumError::CorruptCache { path: path.to_path_buf() };
         let entries = decode(&bytes).ok_or_else(corrupt)?;
-        Ok(ChecksumCache { entries: RwLock::new(entries), dirty: AtomicBool::new(false) })
+        Ok(ChecksumCache { entries: RwLock::new(entries), ..ChecksumCache::default() })
     }
 
     /// Writes the cache to `path` atomically (temporary file, fsync, rename). Does nothing
@@ -120,9 +122,23 @@ impl ChecksumCache {
         }
     }
 
+    /// How many entries were served from the cache since it was created or loaded.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// How many entries had to be read (not cached, or changed) since it was created or
+    /// loaded.
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn get(&self, path: &Path, key: &StatKey) -> Option<Entry> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.get(path).filter(|e| e.key == *key).copied()
+        let found = entries.get(path).filter(|e| e.key == *key).copied();
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     pub(crate) fn insert_many(&self, items: Vec<(PathBuf, Entry)>) {
