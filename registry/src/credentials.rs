@@ -155,6 +155,130 @@ fn helper_name(config_dir: &Path, server: &str) -> Option<String> {
     Some(format!("docker-credential-{name}"))
 }
 
+/// Saves credentials for `registry` as `docker login` does: through the credential helper
+/// that `config.json` names for it (`credHelpers`, else `credsStore`), otherwise as a base64
+/// `auth` entry in `<config_dir>/config.json`. Other content of the file is kept; the file
+/// is replaced atomically and readable by its owner only. Blocks (may run a helper).
+pub fn store(
+    config_dir: &Path,
+    registry: &str,
+    username: &str,
+    password: &str,
+) -> Result<(), CredentialError> {
+    use base64::Engine;
+    let server = config_key(registry);
+    let mut config = read_json(config_dir)?;
+    if let Some(helper) = configured_helper(&config, &server) {
+        let request = serde_json::json!({"ServerURL": server, "Username": username, "Secret": password});
+        run_helper(&helper, "store", &request.to_string(), &server)?;
+        // docker keeps an empty entry so that `docker info`-like listings show the login.
+        auths_mut(&mut config, config_dir)?.insert(server, serde_json::json!({}));
+    } else {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        auths_mut(&mut config, config_dir)?.insert(server, serde_json::json!({ "auth": auth }));
+    }
+    write_json(config_dir, &config)
+}
+
+/// Removes the credentials for `registry` (from its credential helper and from
+/// `config.json`). Returns whether anything was configured. Blocks (may run a helper).
+pub fn erase(config_dir: &Path, registry: &str) -> Result<bool, CredentialError> {
+    let server = config_key(registry);
+    let mut config = read_json(config_dir)?;
+    let mut found = false;
+    if let Some(helper) = configured_helper(&config, &server) {
+        match run_helper(&helper, "erase", &server, &server) {
+            Ok(()) => found = true,
+            Err(CredentialError::Helper { reason, .. }) if reason.contains("credentials not found") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if auths_mut(&mut config, config_dir)?.remove(&server).is_some() {
+        found = true;
+        write_json(config_dir, &config)?;
+    }
+    Ok(found)
+}
+
+fn configured_helper(config: &serde_json::Value, server: &str) -> Option<String> {
+    let named = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string)
+    };
+    named(config.get("credHelpers").and_then(|h| h.get(server))).or_else(|| named(config.get("credsStore")))
+}
+
+fn read_json(config_dir: &Path) -> Result<serde_json::Value, CredentialError> {
+    let path = config_dir.join("config.json");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(serde_json::json!({})),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| CredentialError::Config { path, reason: format!("malformed JSON: {e}") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
+        Err(e) => Err(CredentialError::Config { path, reason: e.to_string() }),
+    }
+}
+
+fn auths_mut<'a>(
+    config: &'a mut serde_json::Value,
+    config_dir: &Path,
+) -> Result<&'a mut serde_json::Map<String, serde_json::Value>, CredentialError> {
+    let bad = || CredentialError::Config {
+        path: config_dir.join("config.json"),
+        reason: "\"auths\" is not an object".to_string(),
+    };
+    let root = config.as_object_mut().ok_or_else(bad)?;
+    root.entry("auths").or_insert_with(|| serde_json::json!({})).as_object_mut().ok_or_else(bad)
+}
+
+fn write_json(config_dir: &Path, config: &serde_json::Value) -> Result<(), CredentialError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = config_dir.join("config.json");
+    let fail = |e: std::io::Error| CredentialError::Config { path: path.clone(), reason: e.to_string() };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(config_dir).map_err(fail)?;
+    let tmp = config_dir.join(format!(".config.json.{}.tmp", std::process::id()));
+    let mut text = serde_json::to_vec_pretty(config).map_err(|e| fail(std::io::Error::other(e)))?;
+    text.push(b'\n');
+    let written = (|| {
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(fail)
+}
+
+/// Runs `docker-credential-<helper> <action>` with `input` on stdin.
+fn run_helper(helper: &str, action: &str, input: &str, server: &str) -> Result<(), CredentialError> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let name = format!("docker-credential-{helper}");
+    let fail =
+        |reason: String| CredentialError::Helper { helper: name.clone(), server: server.to_string(), reason };
+    let mut child = Command::new(&name)
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).map_err(|e| fail(format!("cannot talk to it: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(format!("cannot talk to it: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text =
+        String::from_utf8_lossy(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }).into_owned();
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("exited with an error").trim();
+    Err(fail(line.chars().take(200).collect()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +342,37 @@ mod tests {
         let shown =
             format!("{:?} {:?}", basic("u", "pw-123").unwrap(), Credential::IdentityToken("tok-456".into()));
         assert!(!shown.contains("pw-123") && !shown.contains("tok-456"), "{shown}");
+    }
+
+    #[test]
+    fn store_then_lookup_then_erase_keeps_other_settings() {
+        let dir = write_config(r#"{"auths": {"other.example": {"auth": "eDp5"}}, "psFormat": "table"}"#);
+        store(dir.path(), "127.0.0.1:5000", "alice", "pw").unwrap();
+        store(dir.path(), "docker.io", "hub", "hubpw").unwrap();
+        assert_eq!(lookup(dir.path(), "127.0.0.1:5000").unwrap(), basic("alice", "pw"));
+        assert_eq!(lookup(dir.path(), "docker.io").unwrap(), basic("hub", "hubpw"));
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        assert!(
+            text.contains("psFormat")
+                && text.contains("other.example")
+                && text.contains(DOCKER_HUB_CONFIG_KEY)
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("config.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        assert!(erase(dir.path(), "127.0.0.1:5000").unwrap());
+        assert!(!erase(dir.path(), "127.0.0.1:5000").unwrap());
+        assert_eq!(lookup(dir.path(), "127.0.0.1:5000").unwrap(), None);
+        assert_eq!(lookup(dir.path(), "other.example").unwrap(), basic("x", "y"));
+    }
+
+    #[test]
+    fn store_creates_the_directory() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("new/.docker");
+        store(&dir, "r.example", "u", "p").unwrap();
+        assert_eq!(lookup(&dir, "r.example").unwrap(), basic("u", "p"));
     }
 
     #[test]

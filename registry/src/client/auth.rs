@@ -130,6 +130,11 @@ fn read_param_value(value: &str, at: usize) -> (String, usize) {
 pub(crate) struct Scope(Vec<String>);
 
 impl Scope {
+    /// No repository access (enough for `GET /v2/`, which checks a login).
+    pub fn none() -> Scope {
+        Scope(Vec::new())
+    }
+
     /// Read access to `repository`.
     pub fn pull(repository: &str) -> Scope {
         Scope(vec![format!("repository:{repository}:pull")])

@@ -180,6 +180,34 @@ impl Client {
         push::push_blob(self, repo, desc, path, mount_from, progress).await
     }
 
+    /// Checks that `registry` accepts `username` and `password` (`GET /v2/` with them, via
+    /// the token service when the registry uses one), as `docker login` does before saving
+    /// them. From then on this client uses them for `registry`; saving them is the caller's
+    /// job ([`crate::credentials::store`]).
+    pub async fn verify_login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), RegistryError> {
+        let credential =
+            crate::Credential::Basic { username: username.to_string(), password: password.to_string() };
+        self.transport.set_credential(registry, credential);
+        let ep = self.upstream(registry)?;
+        let target = crate::error::Target {
+            registry: registry.to_string(),
+            repository: String::new(),
+            object: "/v2/".to_string(),
+        };
+        let call =
+            transport::Call::new(reqwest::Method::GET, ep.url("")?, auth::Scope::none(), target.clone());
+        let sent = self.transport.execute(&ep, &call).await?;
+        if sent.response.status().is_success() {
+            return Ok(());
+        }
+        Err(sent.unexpected(&target, &call.method).await)
+    }
+
     /// PUTs a manifest or index under the reference's tag (or, without a tag, its digest)
     /// and returns the digest of `bytes`. Push the blobs it references first: registries
     /// reject manifests whose blobs are missing.

@@ -235,6 +235,11 @@ impl Transport {
             .clone()
     }
 
+    /// Uses `credential` for `registry` from now on, instead of what `config.json` says.
+    pub fn set_credential(&self, registry: &str, credential: Credential) {
+        self.auth.store_credentials(registry, Some(credential));
+    }
+
     /// The credentials configured for `registry` (looked up once per client).
     async fn credential(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
         if let Some(c) = self.auth.cached_credentials(registry) {
@@ -472,4 +477,47 @@ async fn file_body(
         chunk
     });
     Ok(reqwest::Body::wrap_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_scheme_and_host_table() {
+        let config = ClientConfig {
+            insecure_registries: vec!["lab.internal:5000".into(), "http://old.internal".into()],
+            ..Default::default()
+        };
+        let cases = [
+            ("docker.io", "https://registry-1.docker.io/"),
+            ("index.docker.io", "https://registry-1.docker.io/"),
+            ("quay.io", "https://quay.io/"),
+            ("127.0.0.1:5000", "http://127.0.0.1:5000/"),
+            ("localhost:5000", "http://localhost:5000/"),
+            ("lab.internal:5000", "http://lab.internal:5000/"),
+            ("lab.internal:5001", "https://lab.internal:5001/"),
+            ("old.internal", "http://old.internal/"),
+        ];
+        for (registry, want) in cases {
+            let ep = Endpoint::for_registry(&config, registry).unwrap();
+            assert_eq!(ep.base.as_str(), want, "{registry}");
+            assert_eq!(ep.registry, registry);
+        }
+        let mirrors = [
+            ("mirror.example", "https://mirror.example/"),
+            ("http://mirror.example:8080/", "http://mirror.example:8080/"),
+            ("https://127.0.0.1:9443", "https://127.0.0.1:9443/"),
+            ("127.0.0.1:9000", "http://127.0.0.1:9000/"),
+        ];
+        for (mirror, want) in mirrors {
+            assert_eq!(Endpoint::for_mirror(&config, mirror).unwrap().base.as_str(), want, "{mirror}");
+        }
+        assert!(Endpoint::for_mirror(&config, "https://mirror.example/some/path").is_err());
+        let ep = Endpoint::for_registry(&config, "127.0.0.1:5000").unwrap();
+        assert_eq!(
+            ep.url("lab/app/manifests/v1").unwrap().as_str(),
+            "http://127.0.0.1:5000/v2/lab/app/manifests/v1"
+        );
+    }
 }

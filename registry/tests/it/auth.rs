@@ -105,3 +105,23 @@ async fn credentials_from_a_credential_helper() {
     let err = elsewhere.client().get_manifest(&other.reference("private/helped:v1")).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { reason: AuthFailure::NoCredentials, .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn login_is_verified_before_it_is_saved() {
+    require_registry!();
+    let reg = htpasswd_registry();
+    let cfg = DockerConfig::empty();
+    let err = cfg.client().verify_login(&reg.addr, USER, "nope").await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Unauthorized { reason: AuthFailure::CredentialsRejected, .. }),
+        "{err:?}"
+    );
+
+    let client = cfg.client();
+    client.verify_login(&reg.addr, USER, PASSWORD).await.unwrap();
+    registry::credentials::store(cfg.dir.path(), &reg.addr, USER, PASSWORD).unwrap();
+    // The same client and a new one reading the saved config.json both get in.
+    let reference = reg.reference("private/login:v1");
+    test_image("linux/amd64", 5, true).push(&client, &reference).await;
+    cfg.client().get_manifest(&reference).await.unwrap();
+}

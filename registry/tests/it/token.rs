@@ -305,3 +305,15 @@ async fn expired_and_revoked_tokens_are_replaced() {
     client.get_manifest(&reference).await.unwrap();
     assert_eq!(lab.tokens_issued(), before + 2);
 }
+
+#[tokio::test]
+async fn login_through_the_token_service() {
+    require_registry!();
+    require_openssl!();
+    let lab = TokenLab::start(300).await;
+    let (client, _cfg) = anonymous_client();
+    client.verify_login(&lab.registry.addr, USER, PASSWORD).await.unwrap();
+    let (other, _cfg2) = anonymous_client();
+    let err = other.verify_login(&lab.registry.addr, USER, "bad").await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { reason: AuthFailure::CredentialsRejected, .. }));
+}
