@@ -22,6 +22,8 @@ pub struct LocalSelection {
     pub exclude_patterns: Vec<String>,
     /// `path` may contain wildcards.
     pub allow_wildcard: bool,
+    /// `COPY --parents`: the part of `path` after a `/./` pivot is what is kept.
+    pub parents: bool,
 }
 
 /// The selections vertex `v` makes from its input number `input` (empty when it reads none
@@ -38,6 +40,7 @@ pub fn selections(graph: &Graph, v: VertexId, input: usize) -> Vec<LocalSelectio
                     include_patterns: c.include_patterns.clone(),
                     exclude_patterns: c.exclude_patterns.clone(),
                     allow_wildcard: c.allow_wildcard,
+                    parents: c.parents,
                 }),
                 _ => None,
             })
@@ -52,6 +55,7 @@ pub fn selections(graph: &Graph, v: VertexId, input: usize) -> Vec<LocalSelectio
                 include_patterns: Vec::new(),
                 exclude_patterns: Vec::new(),
                 allow_wildcard: false,
+                parents: false,
             })
             .collect(),
         // Merge/Diff of a whole context: everything.
@@ -61,6 +65,7 @@ pub fn selections(graph: &Graph, v: VertexId, input: usize) -> Vec<LocalSelectio
             include_patterns: Vec::new(),
             exclude_patterns: Vec::new(),
             allow_wildcard: false,
+            parents: false,
         }],
     }
 }

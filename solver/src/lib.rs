@@ -14,6 +14,8 @@ pub mod progress;
 mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
+mod worker;
 
 pub use error::{ProcessEnd, SolveError};
 pub use scheduler::{Solution, SolveOptions, Solver, Step, Worker};
+pub use worker::{LocalWorker, Ref, WorkerConfig};

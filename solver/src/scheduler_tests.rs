@@ -86,6 +86,7 @@ fn exec(g: &mut Graph, root: VertexId, cmd: &str) -> VertexId {
         hostname: None,
         extra_hosts: vec![],
         platform: Platform::host(),
+        proxy_env: vec![],
     });
     g.add(op, vec![root], VertexMeta { name: cmd.into(), ..Default::default() }).unwrap()
 }

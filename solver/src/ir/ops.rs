@@ -155,6 +155,10 @@ pub struct Exec {
     pub extra_hosts: Vec<(String, String)>,
     /// Platform the process is for (decides emulation).
     pub platform: Platform,
+    /// Proxy variables (`HTTP_PROXY=...`) added to `env` when the process runs. Like
+    /// BuildKit's proxy env they never enter the digest, so changing a proxy re-runs nothing.
+    #[serde(default, skip_serializing)]
+    pub proxy_env: Vec<String>,
 }
 
 /// A mount of an exec.

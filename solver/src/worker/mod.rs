@@ -1,0 +1,157 @@
+//! The real [`Worker`]: pulls images into the store, runs `Exec` ops in the sandbox and
+//! `File` ops on overlay mounts, and keeps results in the store's metadata DB.
+
+mod exec;
+mod file;
+mod image;
+
+use crate::error::SolveError;
+use crate::ir::{LocalSource, Op, Source, Vertex};
+use crate::key::{CacheKey, LocalSelection};
+use crate::scheduler::{Step, Worker};
+use cache::checksum::ChecksumCache;
+use cache::{CacheRecord, LayerId, Store};
+use executor::Executor;
+use registry::Digest;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The result of a vertex.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ref {
+    /// A filesystem: the overlay of these layers, base first (empty: scratch).
+    Chain(Vec<LayerId>),
+    /// A local directory (the build context), with its `.dockerignore` patterns.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Patterns whose matches are treated as absent.
+        excludes: Vec<String>,
+    },
+}
+
+impl Ref {
+    /// The layer chain, or an error naming `step` when this is a local directory.
+    pub fn chain(&self, step: &str) -> Result<&[LayerId], SolveError> {
+        match self {
+            Ref::Chain(c) => Ok(c),
+            Ref::Dir { path, .. } => {
+                Err(SolveError::msg(step, format!("{} is a local directory, not a filesystem", path.display())))
+            }
+        }
+    }
+}
+
+/// Where a build's local sources are and how to reach registries.
+pub struct WorkerConfig {
+    /// Local source name (`context`, named contexts) → directory.
+    pub contexts: BTreeMap<String, PathBuf>,
+}
+
+/// The worker that really builds.
+pub struct LocalWorker {
+    store: Arc<Store>,
+    executor: Arc<Executor>,
+    client: registry::Client,
+    contexts: BTreeMap<String, PathBuf>,
+    checksums: Arc<ChecksumCache>,
+}
+
+impl LocalWorker {
+    /// A worker over `store`. `checksums` is the context checksum cache (loaded and saved by
+    /// the caller so that it survives builds).
+    pub fn new(
+        store: Arc<Store>,
+        executor: Arc<Executor>,
+        client: registry::Client,
+        checksums: Arc<ChecksumCache>,
+        config: WorkerConfig,
+    ) -> LocalWorker {
+        LocalWorker { store, executor, client, contexts: config.contexts, checksums }
+    }
+
+    fn context_dir(&self, step: &str, name: &str) -> Result<&PathBuf, SolveError> {
+        self.contexts.get(name).ok_or_else(|| SolveError::msg(step, format!("no local context named {name:?}")))
+    }
+}
+
+fn store_err(step: &str, e: cache::StoreError) -> SolveError {
+    SolveError::step(step, e.to_string(), e)
+}
+
+impl Worker for LocalWorker {
+    type Output = Ref;
+
+    fn checksum_local(&self, source: &LocalSource, selection: &LocalSelection) -> Result<Digest, SolveError> {
+        let root = self.context_dir(&source.name, &source.name)?;
+        let root = cache::fileop::SourceRoot::context(root.clone(), source.excludes.clone());
+        let mut copy = cache::fileop::CopyAction::new(0, selection.path.clone(), "/");
+        copy.follow_symlinks = selection.follow_symlinks;
+        copy.include_patterns = selection.include_patterns.clone();
+        copy.exclude_patterns = selection.exclude_patterns.clone();
+        copy.allow_wildcard = selection.allow_wildcard;
+        copy.parents = selection.parents;
+        cache::checksum::checksum(&root, &copy.selector(), &self.checksums)
+            .map_err(|e| SolveError::step(&source.name, format!("checksum of {:?}: {e}", selection.path), e))
+    }
+
+    fn load(&self, key: &CacheKey, _vertex: &Vertex) -> Result<Option<Ref>, SolveError> {
+        let meta = self.store.meta();
+        match meta.get_cache(&key.key).map_err(|e| store_err("cache lookup", e))? {
+            Some(record) => {
+                meta.touch_cache(&key.key).map_err(|e| store_err("cache lookup", e))?;
+                Ok(Some(Ref::Chain(record.chain)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn save(&self, key: &CacheKey, vertex: &Vertex, output: &Ref) -> Result<(), SolveError> {
+        let Ref::Chain(chain) = output else { return Ok(()) };
+        let record = CacheRecord::new(chain.clone(), vertex.meta.name.clone());
+        self.store.meta().put_cache(&key.key, &record).map_err(|e| store_err(&vertex.meta.name, e))
+    }
+
+    fn cacheable(&self, vertex: &Vertex) -> bool {
+        !matches!(vertex.op, Op::Source(Source::Local(_)))
+    }
+
+    async fn execute(&self, step: Step, vertex: Vertex, inputs: Vec<Ref>) -> Result<Ref, SolveError> {
+        match &vertex.op {
+            Op::Source(Source::Local(local)) => {
+                let path = self.context_dir(&step.name, &local.name)?.clone();
+                Ok(Ref::Dir { path, excludes: local.excludes.clone() })
+            }
+            Op::Source(Source::Image(image)) => image::pull(self, &step, image).await,
+            Op::Source(Source::Http(h)) => Err(SolveError::msg(
+                &step.name,
+                format!("ADD of a URL ({}) is not supported yet: download it in a RUN step", h.url),
+            )),
+            Op::Source(Source::Git(g)) => {
+                Err(SolveError::msg(&step.name, format!("git sources ({}) are not supported yet", g.remote)))
+            }
+            Op::Exec(e) => exec::run(self, &step, e, &inputs).await,
+            Op::File(f) => file::apply(self, &step, f, &inputs).await,
+            Op::Merge => {
+                let mut chain: Vec<LayerId> = Vec::new();
+                for input in &inputs {
+                    for layer in input.chain(&step.name)? {
+                        if !chain.contains(layer) {
+                            chain.push(layer.clone());
+                        }
+                    }
+                }
+                Ok(Ref::Chain(chain))
+            }
+            Op::Diff => {
+                let lower = inputs[0].chain(&step.name)?;
+                let upper = inputs[1].chain(&step.name)?;
+                match upper.strip_prefix(lower) {
+                    Some(rest) => Ok(Ref::Chain(rest.to_vec())),
+                    None => Err(SolveError::msg(&step.name, "diff of unrelated filesystems is not supported yet")),
+                }
+            }
+        }
+    }
+}
