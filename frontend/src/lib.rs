@@ -14,6 +14,7 @@ pub mod dockerignore;
 mod error;
 pub mod instructions;
 pub mod lint;
+pub mod lower;
 pub mod shell;
 mod suggest;
 pub mod syntax;

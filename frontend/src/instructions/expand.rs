@@ -69,18 +69,49 @@ fn kvs(lexer: &Lexer, env: &dyn Env, list: &[KeyValue]) -> Result<Vec<KeyValue>,
         .collect()
 }
 
+/// A symbolic mode like `u+x,go-w` or `a=rX` (what `chmod` accepts besides octal).
+fn is_symbolic_mode(s: &str) -> bool {
+    s.split(',').all(|clause| {
+        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        let mut rest = ops;
+        if rest.is_empty() {
+            return false;
+        }
+        while let Some(c) = rest.chars().next() {
+            if !matches!(c, '+' | '-' | '=') {
+                return false;
+            }
+            rest = &rest[1..];
+            let perms = rest.trim_start_matches(['r', 'w', 'x', 'X', 's', 't']);
+            let perms = if perms.len() == rest.len() { perms.trim_start_matches(['u', 'g', 'o']) } else { perms };
+            rest = perms;
+        }
+        true
+    })
+}
+
 fn chmod(lexer: &Lexer, env: &dyn Env, s: &Option<String>) -> Result<Option<String>, ExpandError> {
     let Some(v) = opt_word(lexer, env, s)? else {
         return Ok(None);
     };
-    if !v.is_empty() && !u32::from_str_radix(&v, 8).is_ok_and(|m| m <= 0o7777) {
+    let octal_ok = u32::from_str_radix(&v, 8).is_ok_and(|m| m <= 0o7777);
+    let numeric = v.chars().next().is_some_and(|c| c.is_ascii_digit());
+    if !v.is_empty() && !octal_ok && (numeric || !is_symbolic_mode(&v)) {
         return Err(ExpandError {
             message: format!("invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777"),
-            help: Some("use an octal mode such as 0644".into()),
+            help: Some("use an octal mode such as 0644 or a symbolic one such as u+x".into()),
             span: None,
         });
     }
     Ok(Some(v))
+}
+
+fn is_http_source(src: &str) -> bool {
+    src.starts_with("http://") || src.starts_with("https://")
+}
+
+fn is_git_source(src: &str) -> bool {
+    ["git://", "git@", "ssh://", "github.com/"].iter().any(|p| src.starts_with(p))
 }
 
 fn heredoc_sources(env: &dyn Env, list: &[HeredocSource]) -> Result<Vec<HeredocSource>, ExpandError> {
@@ -138,6 +169,13 @@ impl Command {
                 c.heredoc_sources = heredoc_sources(env, &c.heredoc_sources)?;
                 c.sources = words(lexer, env, &c.sources)?;
                 c.dest = word(lexer, env, &c.dest)?;
+                if c.sources.iter().any(|s| is_http_source(s)) {
+                    return Err(ExpandError {
+                        message: "source can't be a URL for COPY".into(),
+                        help: Some("use ADD to download a URL".into()),
+                        span: None,
+                    });
+                }
                 Command::Copy(c)
             }
             Command::Add(a) => {
@@ -148,6 +186,14 @@ impl Command {
                 a.heredoc_sources = heredoc_sources(env, &a.heredoc_sources)?;
                 a.sources = words(lexer, env, &a.sources)?;
                 a.dest = word(lexer, env, &a.dest)?;
+                if a.checksum.as_deref().is_some_and(|c| !c.is_empty()) {
+                    if a.sources.len() != 1 {
+                        return Err(ExpandError::new("checksum can't be specified for multiple sources"));
+                    }
+                    if !is_http_source(&a.sources[0]) && !is_git_source(&a.sources[0]) {
+                        return Err(ExpandError::new("checksum requires HTTP(S) or Git sources"));
+                    }
+                }
                 Command::Add(a)
             }
             Command::Env(list) => Command::Env(kvs(lexer, env, list)?),
@@ -223,6 +269,9 @@ mod tests {
             ("COPY --from=$A a b", Err("variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround")),
             ("COPY --chmod=$M a b", Ok("Copy chmod=0644")),
             ("COPY --chmod=64a a b", Err("invalid chmod parameter: '64a'. it should be octal string and between 0 and 07777")),
+            ("COPY --chmod=u+x,go-w a b", Ok("Copy chmod=u+x,go-w")),
+            ("COPY --chmod=u+q a b", Err("invalid chmod parameter: 'u+q'. it should be octal string and between 0 and 07777")),
+            ("ADD --checksum=sha256:0 a b", Err("checksum requires HTTP(S) or Git sources")),
             ("RUN --mount=typ=tmpfs true", Err("unexpected key 'typ' in 'typ=tmpfs'")),
             ("COPY <<EOF /a\n\"$A\" \\$A\nEOF", Ok("Copy data=\"1\" $A\n")),
             ("COPY <<'EOF' /a\n$A\nEOF", Ok("Copy data=$A\n")),

@@ -10,6 +10,7 @@ mod expand;
 pub mod flags;
 mod run_flags;
 mod run_mount;
+mod stages;
 
 use serde::{Deserialize, Serialize};
 
@@ -392,6 +393,11 @@ pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, DockerfileErro
         warnings: vec![],
         parser_warnings: lint::parser_warnings(&raw),
     };
+    if let Some(i) = df.find_cycle() {
+        let stage = &df.stages[i];
+        let name = stage.normalized_name().unwrap_or_else(|| i.to_string());
+        return Err(err_at(stage.span, format!("circular dependency detected on stage: {name}")));
+    }
     df.warnings = lint_config.filter(lint::lint_unfiltered(&df));
     Ok(df)
 }

@@ -35,20 +35,6 @@ fn is_git(s: &str) -> bool {
     s.starts_with("git@") || s.starts_with("git://") || (is_url(s) && s.split(['#', '?']).next().is_some_and(|u| u.ends_with(".git")))
 }
 
-fn contains_wildcards(s: &str) -> bool {
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' | '?' | '[' => return true,
-            '\\' => {
-                chars.next();
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
 impl Lowering<'_> {
     pub(crate) fn dispatch_copy(
         &mut self,
@@ -183,7 +169,7 @@ impl Lowering<'_> {
                 }
             }
         };
-        let mut source_index = |inputs: &mut Vec<VertexId>, v: Option<VertexId>, this: &mut Self| -> usize {
+        let source_index = |inputs: &mut Vec<VertexId>, v: Option<VertexId>, this: &mut Self| -> usize {
             let v = v.unwrap_or_else(|| {
                 // Copying from an empty filesystem: an empty scratch op makes the source.
                 this.graph
@@ -242,22 +228,15 @@ impl Lowering<'_> {
                 actions.push(self.copy_action(idx, &format!("/{filename}"), &dest, &owner, &mode, &plan, plan.unpack.unwrap_or(false), epoch));
                 continue;
             }
-            let (src_path, include) = if plan.parents {
-                match src.split_once("/./") {
-                    Some((parent, pattern)) => (parent.to_string(), vec![clean_path(pattern, false).trim_start_matches('/').to_string()]),
-                    None => ("/".to_string(), vec![clean_path(src, false).trim_start_matches('/').to_string()]),
-                }
+            // With --parents the file op keeps the `/./` pivot itself, so the path is passed on
+            // unnormalised (cleaning would drop the pivot).
+            let src_path = if plan.parents {
+                if src.starts_with('/') { src.clone() } else { format!("/{src}") }
             } else {
-                (src.clone(), Vec::new())
+                clean_path(src, false)
             };
-            let _ = contains_wildcards(&src_path);
-            let src_path = clean_path(&src_path, false);
             let idx = source_index(&mut inputs, source_vertex, self);
-            let mut action = self.copy_action(idx, &src_path, &dest, &owner, &mode, &plan, plan.unpack.unwrap_or(plan.is_add), epoch);
-            if let FileAction::Copy(c) = &mut action {
-                c.include_patterns = include;
-            }
-            actions.push(action);
+            actions.push(self.copy_action(idx, &src_path, &dest, &owner, &mode, &plan, plan.unpack.unwrap_or(plan.is_add), epoch));
         }
         for doc in plan.heredocs {
             message.push_str(&format!(" <<{}", doc.path));

@@ -4,7 +4,7 @@ use super::LowerError;
 use super::dispatch::{commit_history, with_shell};
 use super::stage::{Base, Lowering, StageState};
 use crate::instructions::{CacheSharing, CommandLine, Instruction, MountSpec, MountType, NetworkMode, RunCommand, SecurityMode};
-use crate::syntax::heredoc::{chomp_heredoc_content, must_parse_heredoc};
+use crate::syntax::{chomp_heredoc_content, must_parse_heredoc};
 use solver::ir::{self, Exec, ExecMount, FileAction, FileOp, Mkfile, MountKind, Op, VertexId, VertexMeta};
 
 /// Where the script of a `RUN <<EOF` with a shebang is mounted (BuildKit's choice).

@@ -231,10 +231,11 @@ impl ShellWord<'_> {
                 self.next();
                 return Ok((result, words.finish()));
             }
-            let special = ch == '$' || (!self.lex.skip_process_quotes && (ch == '\'' || ch == '"'));
+            let special = ch == '$' || ch == '<' || (!self.lex.skip_process_quotes && (ch == '\'' || ch == '"'));
             if special {
                 let tmp = match ch {
                     '$' => self.process_dollar()?,
+                    '<' => self.process_possible_heredoc(),
                     '\'' => self.process_single_quote()?,
                     _ => self.process_double_quote()?,
                 };
@@ -269,6 +270,26 @@ impl ShellWord<'_> {
             return Err(format!("unexpected end of statement while looking for matching {stop}"));
         }
         Ok((result, words.finish()))
+    }
+
+    /// `<<`, `<<-` and the blanks after them stay in one word with the heredoc delimiter
+    /// that follows, so `RUN <<  EOF` names the heredoc `EOF`.
+    fn process_possible_heredoc(&mut self) -> String {
+        self.next();
+        if self.peek() != Some('<') {
+            return "<".into();
+        }
+        self.next();
+        let mut out = String::from("<<");
+        if self.peek() == Some('-') {
+            self.next();
+            out.push('-');
+        }
+        while let Some(c) = self.peek().filter(|c| *c == ' ' || *c == '\t') {
+            out.push(c);
+            self.next();
+        }
+        out
     }
 
     fn process_single_quote(&mut self) -> Result<String, String> {

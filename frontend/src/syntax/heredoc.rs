@@ -26,7 +26,7 @@ pub struct Heredoc {
 
 fn heredoc_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^([0-9]*)<<(-?)([^<]*)$").unwrap_or_else(|_| unreachable!("static pattern")))
+    RE.get_or_init(|| Regex::new(r"^([0-9]*)<<(-?)[\t\n\x0c\r ]*([^<]*)$").unwrap_or_else(|_| unreachable!("static pattern")))
 }
 
 /// BuildKit's `ParseHeredoc`: `Ok(None)` when `word` is not a heredoc marker, an error when
