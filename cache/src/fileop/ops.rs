@@ -99,7 +99,9 @@ fn rm_path(dest: &Root, path: &str, allow_not_found: bool) -> Result<(), FileOpE
     p.push(base);
     if !allow_not_found {
         // BuildKit stats (following a final symlink): a dangling link counts as missing.
-        if let Err(e) = std::fs::metadata(&p) {
+        // The link is followed inside the root, never on the host.
+        let followed = dest.resolve(&cleaned, true)?;
+        if let Err(e) = std::fs::symlink_metadata(&followed) {
             if is_missing(&e) {
                 return Err(FileOpError::NotFound { path: cleaned });
             }

@@ -190,9 +190,9 @@ pub fn tar_bytes(spec: &str) -> Vec<u8> {
         let mut data = Vec::new();
         match e.kind {
             'f' => data = e.value.as_deref().unwrap_or("=").strip_prefix('=').unwrap().replace("\\n", "\n").into_bytes(),
-            'l' => header.set_link_name(e.value.as_deref().unwrap().strip_prefix("->").unwrap()).unwrap(),
-            'h' => {
-                let target = e.value.as_deref().unwrap().strip_prefix("=>").unwrap().as_bytes();
+            'l' | 'h' => {
+                let value = e.value.as_deref().unwrap();
+                let target = value.strip_prefix("->").or_else(|| value.strip_prefix("=>")).unwrap().as_bytes();
                 header.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target);
             }
             _ => {}
