@@ -208,7 +208,7 @@ impl Copier<'_> {
         dest: PathBuf,
         dir_contents: bool,
     ) -> Result<PathBuf, FileOpError> {
-        let dest_meta = match std::fs::metadata(&dest) {
+        let dest_meta = match std::fs::symlink_metadata(&dest) {
             Ok(m) => Some(m),
             Err(e) if is_missing(&e) => None,
             Err(e) => return Err(self.dest.io_err("stat", &dest, e)),
@@ -384,7 +384,7 @@ impl Copier<'_> {
                 continue;
             }
             let (src, dst) = (self.parents[i].src.clone(), self.parents[i].dst.clone());
-            let meta = std::fs::metadata(&src).map_err(|e| self.src_root.io_err("stat", &src, e))?;
+            let meta = std::fs::symlink_metadata(&src).map_err(|e| self.src_root.io_err("stat", &src, e))?;
             if self.copy_directory_only(&dst, &meta, overwrite_meta)? {
                 self.file_info(&meta, &dst)?;
                 fsops::copy_xattrs(&src, &dst);

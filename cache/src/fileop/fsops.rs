@@ -63,7 +63,7 @@ pub(crate) fn mkdir_all(
     owner: Option<Ids>,
     times: Option<Times>,
 ) -> Result<Vec<PathBuf>, FileOpError> {
-    match std::fs::metadata(host) {
+    match std::fs::symlink_metadata(host) {
         Ok(m) if m.is_dir() => return Ok(Vec::new()),
         Ok(_) => {
             return Err(FileOpError::Conflict { path: root.display(host), reason: "not a directory" });
@@ -78,7 +78,7 @@ pub(crate) fn mkdir_all(
     }
     if let Err(e) = std::fs::create_dir(host) {
         // Lost a race with another creator, or "dir/." style input: fine if it is a dir now.
-        if std::fs::metadata(host).is_ok_and(|m| m.is_dir()) {
+        if std::fs::symlink_metadata(host).is_ok_and(|m| m.is_dir()) {
             return Ok(created);
         }
         return Err(root.io_err("mkdir", host, e));
