@@ -20,10 +20,11 @@ pub(crate) const DEFAULT_CAPS: [Capability; 14] = [
     Capability::CAP_AUDIT_WRITE,
 ];
 
-/// The set a run keeps: Docker's defaults, or everything the kernel knows for insecure runs.
+/// The set a run keeps: Docker's defaults, or for insecure runs everything rbuild itself
+/// holds (a capability outside our permitted set cannot be granted).
 pub(crate) fn keep_set(insecure: bool) -> CapsHashSet {
     if insecure {
-        caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all())
+        caps::read(None, CapSet::Permitted).unwrap_or_else(|_| DEFAULT_CAPS.into_iter().collect())
     } else {
         DEFAULT_CAPS.into_iter().collect()
     }
@@ -32,11 +33,13 @@ pub(crate) fn keep_set(insecure: bool) -> CapsHashSet {
 /// After the user switch (with keep-caps on): permitted and effective become `keep`,
 /// inheritable and ambient empty, so that after `execve` root has exactly `keep` and other
 /// users have nothing, as in Docker.
-pub(crate) fn set_process_caps(keep: &CapsHashSet) -> Result<(), caps::errors::CapsError> {
-    caps::set(None, CapSet::Inheritable, &CapsHashSet::new())?;
-    caps::set(None, CapSet::Permitted, keep)?;
-    caps::set(None, CapSet::Effective, keep)?;
-    caps::clear(None, CapSet::Ambient)?;
+pub(crate) fn set_process_caps(keep: &CapsHashSet) -> Result<(), String> {
+    let step = |set: &'static str| move |e: caps::errors::CapsError| format!("{set} set: {e}");
+    // Effective first: capset(2) refuses an effective set that is not within permitted.
+    caps::set(None, CapSet::Effective, keep).map_err(step("effective"))?;
+    caps::set(None, CapSet::Permitted, keep).map_err(step("permitted"))?;
+    caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(step("inheritable"))?;
+    caps::clear(None, CapSet::Ambient).map_err(step("ambient"))?;
     Ok(())
 }
 

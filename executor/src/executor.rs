@@ -443,10 +443,8 @@ impl RunGuard {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
         }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.kill_all() {
-                tracing::warn!(error = %e, "killing the run's cgroup failed");
-            }
+        if let Some(Err(e)) = self.cgroup.as_ref().map(|cg| cg.kill_all()) {
+            tracing::warn!(error = %e, "killing the run's cgroup failed");
         }
     }
 
@@ -482,10 +480,10 @@ fn cleanup(
             warnings.push(format!("could not remove the run's cgroup: {e}"));
         }
     }
-    if !stubs.is_empty() {
-        if let Err(e) = remove_empty_stubs(upper, stubs) {
-            warnings.push(format!("could not remove mount stubs from {}: {e}", upper.display()));
-        }
+    if !stubs.is_empty()
+        && let Err(e) = remove_empty_stubs(upper, stubs)
+    {
+        warnings.push(format!("could not remove mount stubs from {}: {e}", upper.display()));
     }
     if let Some(dir) = run_dir {
         dir.remove();

@@ -49,7 +49,7 @@ fn is_empty_dir(parent: &OwnedFd, name: &str) -> io::Result<bool> {
 /// layers). Returns how many were removed; missing or non-empty stubs are left alone.
 pub(crate) fn remove_empty_stubs(upper: &Path, stubs: &[String]) -> io::Result<usize> {
     let mut paths: Vec<&str> =
-        stubs.iter().map(|s| s.as_str()).filter(|s| s.trim_matches('/') != "").collect();
+        stubs.iter().map(|s| s.as_str()).filter(|s| !s.trim_matches('/').is_empty()).collect();
     paths.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     paths.dedup();
     let upper = rfs::open(upper, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;

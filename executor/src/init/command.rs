@@ -126,10 +126,23 @@ fn setup<E: std::fmt::Display>(stage: &str) -> impl FnOnce(E) -> Failure + '_ {
 fn try_exec(plan: &ExecPlan) -> Result<std::convert::Infallible, Failure> {
     // Signal dispositions survive execve when ignored; the init's Rust runtime ignores
     // SIGPIPE, which `yes | head` and friends rely on being fatal.
-    for sig in 1..libc::SIGRTMAX() {
+    // The raw syscall also reaches the signals glibc reserves for itself (32, 33), which
+    // an ignoring ancestor may have passed down. An all-zero kernel sigaction is SIG_DFL
+    // with no flags and an empty mask on every architecture.
+    let default_action = [0u64; 4];
+    for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: resetting dispositions to the default in a single-threaded child.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
+            // SAFETY: rt_sigaction reads `default_action` (large enough for the kernel's
+            // struct sigaction) and writes nothing back (old action is NULL).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    default_action.as_ptr(),
+                    std::ptr::null::<u64>(),
+                    8usize,
+                )
+            };
         }
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
