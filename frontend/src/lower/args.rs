@@ -36,7 +36,12 @@ fn platform_string(p: &Platform) -> String {
 
 /// The args every build starts with: the platform args (a build arg of the same name wins)
 /// and `TARGETSTAGE`.
-pub fn default_args(target: &Platform, build: &Platform, target_stage: &str, build_args: &BTreeMap<String, String>) -> EnvList {
+pub fn default_args(
+    target: &Platform,
+    build: &Platform,
+    target_stage: &str,
+    build_args: &BTreeMap<String, String>,
+) -> EnvList {
     let pairs: [(&str, String); 9] = [
         ("BUILDPLATFORM", platform_string(build)),
         ("BUILDOS", build.os.clone()),

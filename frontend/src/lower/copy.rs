@@ -32,7 +32,9 @@ fn is_url(s: &str) -> bool {
 }
 
 fn is_git(s: &str) -> bool {
-    s.starts_with("git@") || s.starts_with("git://") || (is_url(s) && s.split(['#', '?']).next().is_some_and(|u| u.ends_with(".git")))
+    s.starts_with("git@")
+        || s.starts_with("git://")
+        || (is_url(s) && s.split(['#', '?']).next().is_some_and(|u| u.ends_with(".git")))
 }
 
 impl Lowering<'_> {
@@ -65,7 +67,12 @@ impl Lowering<'_> {
         self.copy(state, inst, plan)
     }
 
-    pub(crate) fn dispatch_add(&mut self, state: &mut StageState, inst: &Instruction, a: &AddCommand) -> Result<(), LowerError> {
+    pub(crate) fn dispatch_add(
+        &mut self,
+        state: &mut StageState,
+        inst: &Instruction,
+        a: &AddCommand,
+    ) -> Result<(), LowerError> {
         let plan = CopyPlan {
             is_add: true,
             sources: &a.sources,
@@ -88,7 +95,9 @@ impl Lowering<'_> {
         let non_octal = || {
             self.errors.at(
                 inst.span,
-                format!("invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777"),
+                format!(
+                    "invalid chmod parameter: '{chmod}'. it should be octal string and between 0 and 07777"
+                ),
             )
         };
         match u32::from_str_radix(chmod, 8) {
@@ -111,7 +120,12 @@ impl Lowering<'_> {
         }
     }
 
-    fn copy(&mut self, state: &mut StageState, inst: &Instruction, plan: CopyPlan<'_>) -> Result<(), LowerError> {
+    fn copy(
+        &mut self,
+        state: &mut StageState,
+        inst: &Instruction,
+        plan: CopyPlan<'_>,
+    ) -> Result<(), LowerError> {
         let dest = resolve_in_workdir(&state.workdir(), plan.dest, true);
         let owner = plan.chown.and_then(owner_of);
         let mode = match plan.chmod {
@@ -123,7 +137,10 @@ impl Lowering<'_> {
                 return Err(self.errors.at(inst.span, "checksum can't be specified for COPY").into());
             }
             if plan.sources.len() != 1 {
-                return Err(self.errors.at(inst.span, "checksum can't be specified for multiple sources").into());
+                return Err(self
+                    .errors
+                    .at(inst.span, "checksum can't be specified for multiple sources")
+                    .into());
             }
             if !is_url(&plan.sources[0]) {
                 return Err(self.errors.at(inst.span, "checksum requires HTTP(S) or Git sources").into());
@@ -225,7 +242,16 @@ impl Lowering<'_> {
                 let meta = VertexMeta { name: format!("{src}"), ..Default::default() };
                 let v = self.graph.add(Op::Source(http), vec![], meta).expect("no inputs");
                 let idx = source_index(&mut inputs, Some(v), self);
-                actions.push(self.copy_action(idx, &format!("/{filename}"), &dest, &owner, &mode, &plan, plan.unpack.unwrap_or(false), epoch));
+                actions.push(self.copy_action(
+                    idx,
+                    &format!("/{filename}"),
+                    &dest,
+                    &owner,
+                    &mode,
+                    &plan,
+                    plan.unpack.unwrap_or(false),
+                    epoch,
+                ));
                 continue;
             }
             // With --parents the file op keeps the `/./` pivot itself, so the path is passed on
@@ -236,7 +262,16 @@ impl Lowering<'_> {
                 clean_path(src, false)
             };
             let idx = source_index(&mut inputs, source_vertex, self);
-            actions.push(self.copy_action(idx, &src_path, &dest, &owner, &mode, &plan, plan.unpack.unwrap_or(plan.is_add), epoch));
+            actions.push(self.copy_action(
+                idx,
+                &src_path,
+                &dest,
+                &owner,
+                &mode,
+                &plan,
+                plan.unpack.unwrap_or(plan.is_add),
+                epoch,
+            ));
         }
         for doc in plan.heredocs {
             message.push_str(&format!(" <<{}", doc.path));
@@ -265,7 +300,10 @@ impl Lowering<'_> {
         }
         message.push_str(&format!(" {}", plan.dest));
 
-        let shown = self.lexer.process_word(&inst.source_text, &state.env).unwrap_or_else(|_| inst.source_text.clone());
+        let shown = self
+            .lexer
+            .process_word(&inst.source_text, &state.env)
+            .unwrap_or_else(|_| inst.source_text.clone());
         let name = state.progress_name(&uppercase_first(&shown));
         let meta = self.meta(name, inst.span, state);
         let op = Op::File(FileOp { base, actions });

@@ -87,11 +87,19 @@ pub(crate) fn resolve_in_workdir(workdir: &str, p: &str, keep_slash: bool) -> St
 }
 
 impl Lowering<'_> {
-    pub(crate) fn dispatch(&mut self, stage: usize, state: &mut StageState, inst: &Instruction) -> Result<(), LowerError> {
+    pub(crate) fn dispatch(
+        &mut self,
+        stage: usize,
+        state: &mut StageState,
+        inst: &Instruction,
+    ) -> Result<(), LowerError> {
         if let Command::Arg(defs) = &inst.command {
             return self.dispatch_arg(state, inst, defs);
         }
-        let command = inst.command.expand(&self.lexer, &state.env).map_err(|e| self.errors.at(inst.span, e.to_string()))?;
+        let command = inst
+            .command
+            .expand(&self.lexer, &state.env)
+            .map_err(|e| self.errors.at(inst.span, e.to_string()))?;
         match &command {
             Command::From(_) => Err(self.errors.at(inst.span, "FROM inside a stage").into()),
             Command::Arg(_) => unreachable!("handled above"),
@@ -147,7 +155,10 @@ impl Lowering<'_> {
                 let volumes = state.image.config.volumes.get_or_insert_with(BTreeMap::new);
                 for v in vols {
                     if v.is_empty() {
-                        return Err(self.errors.at(inst.span, "VOLUME specified can not be an empty string").into());
+                        return Err(self
+                            .errors
+                            .at(inst.span, "VOLUME specified can not be an empty string")
+                            .into());
                     }
                     volumes.insert(v.clone(), EmptyObject {});
                 }
@@ -186,7 +197,9 @@ impl Lowering<'_> {
             }
             Command::Healthcheck(h) => {
                 let config = match h {
-                    Healthcheck::Disable => HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() },
+                    Healthcheck::Disable => {
+                        HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() }
+                    }
                     Healthcheck::Check(spec) => HealthConfig {
                         test: Some(spec.test.clone()),
                         interval: Some(spec.interval).filter(|v| *v != 0),
@@ -225,7 +238,12 @@ impl Lowering<'_> {
         }
     }
 
-    fn dispatch_arg(&mut self, state: &mut StageState, inst: &Instruction, defs: &[ArgDef]) -> Result<(), LowerError> {
+    fn dispatch_arg(
+        &mut self,
+        state: &mut StageState,
+        inst: &Instruction,
+        defs: &[ArgDef],
+    ) -> Result<(), LowerError> {
         let mut parts = Vec::new();
         for def in defs {
             self.consumed_args.insert(def.key.clone());
@@ -234,7 +252,9 @@ impl Lowering<'_> {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(default)) => Some(self.expand_word(default, &state.env, inst.span)?),
                 // Declared without a default: inherit the global value, if any.
-                (None, None) => self.global_args.iter().find(|(k, _)| *k == def.key).map(|(_, v)| v.to_string()),
+                (None, None) => {
+                    self.global_args.iter().find(|(k, _)| *k == def.key).map(|(_, v)| v.to_string())
+                }
             };
             if let Some(v) = &value {
                 state.env.set(def.key.clone(), v.clone());
@@ -249,7 +269,12 @@ impl Lowering<'_> {
         Ok(())
     }
 
-    fn dispatch_workdir(&mut self, state: &mut StageState, inst: &Instruction, path: &str) -> Result<(), LowerError> {
+    fn dispatch_workdir(
+        &mut self,
+        state: &mut StageState,
+        inst: &Instruction,
+        path: &str,
+    ) -> Result<(), LowerError> {
         state.workdir_set = true;
         let wd = resolve_in_workdir(&state.workdir(), path, false);
         state.image.config.working_dir = Some(wd.clone());
@@ -282,9 +307,9 @@ fn valid_signal(s: &str) -> bool {
     }
     let name = s.strip_prefix("SIG").unwrap_or(s);
     const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
-        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+        "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+        "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
     ];
     NAMES.contains(&name) || name.starts_with("RTMIN+") || name.starts_with("RTMAX-")
 }

@@ -3,7 +3,9 @@
 use super::LowerError;
 use super::dispatch::{commit_history, with_shell};
 use super::stage::{Base, Lowering, StageState};
-use crate::instructions::{CacheSharing, CommandLine, Instruction, MountSpec, MountType, NetworkMode, RunCommand, SecurityMode};
+use crate::instructions::{
+    CacheSharing, CommandLine, Instruction, MountSpec, MountType, NetworkMode, RunCommand, SecurityMode,
+};
 use crate::syntax::{chomp_heredoc_content, must_parse_heredoc};
 use solver::ir::{self, Exec, ExecMount, FileAction, FileOp, Mkfile, MountKind, Op, VertexId, VertexMeta};
 
@@ -11,7 +13,11 @@ use solver::ir::{self, Exec, ExecMount, FileAction, FileOp, Mkfile, MountKind, O
 const HEREDOC_PIPES: &str = "/dev/pipes/";
 
 /// `RUN |2 A=1 B=2 /bin/sh -c make`: the ARGs in scope prefix the command in history.
-fn run_command_string(args: &[String], build_args: &[(String, Option<String>)], env: &crate::shell::EnvList) -> String {
+fn run_command_string(
+    args: &[String],
+    build_args: &[(String, Option<String>)],
+    env: &crate::shell::EnvList,
+) -> String {
     use crate::shell::Env;
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (k, v) in build_args {
@@ -66,7 +72,10 @@ impl Lowering<'_> {
         let mut summary = String::new();
         if !run.heredocs.is_empty() {
             if args.len() != 1 || !shell_form {
-                return Err(self.errors.at(inst.span, format!("parsing produced an invalid run command: {args:?}")).into());
+                return Err(self
+                    .errors
+                    .at(inst.span, format!("parsing produced an invalid run command: {args:?}"))
+                    .into());
             }
             if must_parse_heredoc(&args[0]).is_some() {
                 let doc = &run.heredocs[0];
@@ -207,7 +216,10 @@ impl Lowering<'_> {
             }
             MountType::Cache => {
                 if m.from.is_some() {
-                    return Err(self.errors.at(inst.span, "RUN --mount=type=cache with from= is not supported yet").into());
+                    return Err(self
+                        .errors
+                        .at(inst.span, "RUN --mount=type=cache with from= is not supported yet")
+                        .into());
                 }
                 MountKind::Cache {
                     id: m.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| dest.clone()),
@@ -221,7 +233,9 @@ impl Lowering<'_> {
                     gid: m.gid.unwrap_or(0),
                 }
             }
-            MountType::Tmpfs => MountKind::Tmpfs { size: m.size.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0) },
+            MountType::Tmpfs => {
+                MountKind::Tmpfs { size: m.size.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0) }
+            }
             MountType::Secret => MountKind::Secret {
                 id: m.id.clone().unwrap_or_default(),
                 required: m.required,

@@ -144,7 +144,9 @@ impl<'a> Lowering<'a> {
     /// Index of the stage named `name` (case-insensitive), among stages `0..limit`.
     pub fn find_stage(&self, name: &str, limit: usize) -> Option<usize> {
         let lower = name.to_lowercase();
-        self.stages[..limit.min(self.stages.len())].iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
+        self.stages[..limit.min(self.stages.len())]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
     }
 
     pub fn run(mut self) -> Result<Lowered, LowerError> {
@@ -162,8 +164,12 @@ impl<'a> Lowering<'a> {
             })?,
         };
         let target_name = df.stages[target_index].name.clone().unwrap_or_default();
-        self.global_args =
-            args::default_args(&self.target_platform, &self.opts.build_platform, &target_name, &self.opts.build_args);
+        self.global_args = args::default_args(
+            &self.target_platform,
+            &self.opts.build_platform,
+            &target_name,
+            &self.opts.build_args,
+        );
         self.meta_args()?;
         self.resolve_stage_bases()?;
         let reachable = self.reachable(target_index)?;
@@ -241,7 +247,10 @@ impl<'a> Lowering<'a> {
                 .process_word(&stage.base, &self.global_args)
                 .map_err(|e| self.errors.at(stage.span, e.to_string()))?;
             if base.is_empty() {
-                return Err(self.errors.at(stage.span, format!("base name ({}) should not be blank", stage.base)).into());
+                return Err(self
+                    .errors
+                    .at(stage.span, format!("base name ({}) should not be blank", stage.base))
+                    .into());
             }
             let platform = match &stage.platform {
                 None => None,
@@ -251,7 +260,10 @@ impl<'a> Lowering<'a> {
                         .process_word(raw, &self.global_args)
                         .map_err(|e| self.errors.at(stage.span, e.to_string()))?;
                     if v.is_empty() {
-                        return Err(self.errors.at(stage.span, format!("empty platform value from expression {raw}")).into());
+                        return Err(self
+                            .errors
+                            .at(stage.span, format!("empty platform value from expression {raw}"))
+                            .into());
                     }
                     Some(v.parse::<Platform>().map_err(|e| {
                         self.errors.at(stage.span, format!("failed to parse platform {raw}: {e}"))
@@ -385,7 +397,12 @@ impl<'a> Lowering<'a> {
     }
 
     /// The source vertex and config of a resolved image (None when it still must be resolved).
-    pub fn image(&mut self, reference: &Reference, platform: &Platform, name: &str) -> Option<(Option<VertexId>, ImageConfig)> {
+    pub fn image(
+        &mut self,
+        reference: &Reference,
+        platform: &Platform,
+        name: &str,
+    ) -> Option<(Option<VertexId>, ImageConfig)> {
         let req = ImageRequest { reference: reference.clone(), platform: platform.clone() };
         let Some(BaseImage { pinned, config }) = self.opts.images.get(&req) else {
             self.need.insert(req);
@@ -398,7 +415,8 @@ impl<'a> Lowering<'a> {
         if config.rootfs.diff_ids.is_empty() {
             return Some((None, config.clone()));
         }
-        let op = Op::Source(Source::Image(ImageSource { reference: pinned.clone(), platform: platform.clone() }));
+        let op =
+            Op::Source(Source::Image(ImageSource { reference: pinned.clone(), platform: platform.clone() }));
         let meta = VertexMeta { name: name.to_string(), ..Default::default() };
         let v = self.graph.add(op, vec![], meta).expect("sources have no inputs");
         self.image_vertices.insert(req, (v, config.clone()));
@@ -454,7 +472,12 @@ impl<'a> Lowering<'a> {
         let steps = self.df.stages[i]
             .instructions
             .iter()
-            .filter(|inst| matches!(inst.command, Command::Add(_) | Command::Copy(_) | Command::Run(_) | Command::Workdir(_)))
+            .filter(|inst| {
+                matches!(
+                    inst.command,
+                    Command::Add(_) | Command::Copy(_) | Command::Run(_) | Command::Workdir(_)
+                )
+            })
             .count();
         base + steps + triggers
     }
@@ -465,12 +488,18 @@ impl<'a> Lowering<'a> {
         let info = self.stages[i].clone();
         let platform = self.stage_platform(i);
         let ignore_cache = self.opts.no_cache
-            || info.name.as_ref().is_some_and(|n| self.opts.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(n)))
+            || info
+                .name
+                .as_ref()
+                .is_some_and(|n| self.opts.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(n)))
             || self.opts.no_cache_filter.iter().any(|f| f == &i.to_string());
         let mut state = match &info.base {
             Base::Stage(j) => {
                 let parent = self.states[*j].clone().ok_or_else(|| {
-                    self.errors.at(stage.span, format!("stage {:?} must be built before this stage", self.stages[*j].display))
+                    self.errors.at(
+                        stage.span,
+                        format!("stage {:?} must be built before this stage", self.stages[*j].display),
+                    )
                 })?;
                 let mut s = parent;
                 s.image.config.on_build = None;
@@ -579,7 +608,10 @@ impl<'a> Lowering<'a> {
             }
             let mut inst = insts.remove(0);
             if matches!(inst.command, Command::Onbuild(_) | Command::Maintainer(_)) {
-                return Err(self.errors.at(span, format!("{} isn't allowed as an ONBUILD trigger", inst.command.name())).into());
+                return Err(self
+                    .errors
+                    .at(span, format!("{} isn't allowed as an ONBUILD trigger", inst.command.name()))
+                    .into());
             }
             // Errors of a trigger point at the FROM line that pulled it in.
             inst.span = span;

@@ -1,0 +1,143 @@
+//! Command-line flags. Step one of two: clap structs only parse and validate; `resolve.rs`
+//! turns them into an `engine::BuildRequest`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// rbuild: build container images from Dockerfiles, BuildKit-compatible, daemonless.
+#[derive(Parser, Debug)]
+#[command(name = "rbuild", version, about, long_about = None, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Store root (images, build cache). Default: /var/lib/rbuild as root,
+    /// $XDG_DATA_HOME/rbuild otherwise.
+    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Log level for rbuild's own diagnostics (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "RBUILD_LOG", default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an image from a Dockerfile and a context directory.
+    #[command(after_help = BUILD_EXAMPLES)]
+    Build(BuildArgs),
+    /// List images in the local store.
+    #[command(after_help = "Examples:\n  rbuild images\n  rbuild --root /tmp/store images")]
+    Images,
+    /// Inspect internals: the parsed Dockerfile or the build graph.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+const BUILD_EXAMPLES: &str = "Examples:
+  rbuild build -t app:latest .
+  rbuild build -f docker/Dockerfile --build-arg VERSION=1.2 --target release -t app .
+  rbuild build --output type=oci,dest=app.tar .
+  rbuild build -t 127.0.0.1:5000/team/app:1.0 --push .";
+
+/// `rbuild debug ...`.
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Print the build graph (IR) a Dockerfile lowers to.
+    Ir {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: IrFormat,
+        /// The same options as `build` (context, -f, --build-arg, --target, --platform).
+        #[command(flatten)]
+        build: BuildArgs,
+    },
+}
+
+/// `debug ir` formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrFormat {
+    /// One line per vertex.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// JSON of the whole graph.
+    Json,
+}
+
+/// Progress output modes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// `tty` when stderr is a terminal, else `plain`.
+    Auto,
+    /// Live view with timers.
+    Tty,
+    /// BuildKit-style numbered lines.
+    Plain,
+    /// One JSON event per line.
+    Rawjson,
+    /// Nothing but errors.
+    Quiet,
+}
+
+/// `rbuild build` flags (the docker buildx build subset rbuild implements).
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Build context directory.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+
+    /// Name and optionally a tag (`name:tag`); may be repeated.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// Build-time variable `KEY=VALUE` (or `KEY` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+
+    /// Build this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Target platform (`linux/amd64`, `linux/arm64`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    /// Set a label on the image (`KEY=VALUE`).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Do not use the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Resolve base image tags again instead of using the locally known digests.
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Output destination: `type=image|oci|docker|local|tar[,key=value...]`; may be repeated.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+
+    /// Push the image to the registry named by -t (short for --output type=image,push=true).
+    #[arg(long)]
+    pub push: bool,
+
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+
+    /// Print only the image ID when done.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+}

@@ -1,0 +1,137 @@
+//! The build pipeline: parse → lower (resolving base images as the frontend asks) → solve →
+//! export.
+
+use crate::{BuildOutcome, BuildRequest, Engine, EngineError};
+use cache::checksum::ChecksumCache;
+use frontend::lower::{self, LowerError, LowerOptions, Lowered};
+use registry::Platform;
+use solver::progress::{Event, ProgressSink};
+use solver::{LocalWorker, Ref, SolveOptions, Solver, WorkerConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Name of the build context among local sources.
+const CONTEXT: &str = "context";
+
+/// How many rounds of "lower, resolve what it asked for" a build may take (each round
+/// resolves every image known to be needed, so two or three is normal).
+const MAX_RESOLVE_ROUNDS: usize = 8;
+
+impl Engine {
+    /// Parses and lowers the request's Dockerfile, resolving base images on the way.
+    ///
+    /// Cancellation: dropping the future stops between registry calls; nothing is left half
+    /// written (resolved manifests are stored atomically).
+    pub async fn lower(&self, req: &BuildRequest, progress: &ProgressSink) -> Result<Lowered, EngineError> {
+        let dockerfile_err = |error: frontend::DockerfileError| EngineError::Dockerfile {
+            error,
+            text: req.dockerfile.clone(),
+        };
+        if req.dockerfile.trim().is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "{}: the Dockerfile cannot be empty",
+                req.dockerfile_name
+            )));
+        }
+        let parsed = frontend::parse(&req.dockerfile, &req.dockerfile_name).map_err(dockerfile_err)?;
+        let mut opts = LowerOptions {
+            source: req.dockerfile.clone(),
+            build_args: req.build_args.clone(),
+            target: req.target.clone(),
+            target_platform: req.platform.clone(),
+            build_platform: Platform::host(),
+            labels: req.labels.clone(),
+            context_name: CONTEXT.to_string(),
+            dockerignore: req.dockerignore.clone(),
+            no_cache: req.no_cache,
+            no_cache_filter: req.no_cache_filter.clone(),
+            images: BTreeMap::new(),
+        };
+        for _ in 0..MAX_RESOLVE_ROUNDS {
+            match lower::lower(&parsed, &opts) {
+                Ok(lowered) => return Ok(lowered),
+                Err(LowerError::Dockerfile(e)) => return Err(dockerfile_err(e)),
+                Err(LowerError::NeedImages(requests)) => {
+                    let resolving = requests.iter().map(|r| self.resolve_base(r, req.pull, progress));
+                    let resolved = futures::future::join_all(resolving).await;
+                    for (r, base) in requests.into_iter().zip(resolved) {
+                        opts.images.insert(r, base?);
+                    }
+                }
+            }
+        }
+        Err(EngineError::Invalid("base images kept changing while resolving them".into()))
+    }
+
+    /// Runs one build.
+    ///
+    /// Cancellation: firing `cancel` kills running steps; the call returns
+    /// `SolveError::Cancelled` once they have stopped. The store stays consistent and no
+    /// name is given to a partial image.
+    pub async fn build(
+        &self,
+        req: BuildRequest,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<BuildOutcome, EngineError> {
+        if !req.context.is_dir() {
+            return Err(EngineError::Invalid(format!(
+                "build context {} is not a directory",
+                req.context.display()
+            )));
+        }
+        let lowered = self.lower(&req, &progress).await?;
+        let mut warnings: Vec<String> = lowered
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {} (line {})", w.rule, w.message, w.span.start_line))
+            .collect();
+        if !lowered.unused_build_args.is_empty() {
+            warnings
+                .push(format!("one or more build-args {:?} were not consumed", lowered.unused_build_args));
+        }
+        for w in &warnings {
+            progress.send(Event::Warning { message: w.clone() });
+        }
+
+        let checksum_path = self.store.root().join("context-checksums");
+        let checksums = Arc::new(ChecksumCache::load(&checksum_path).unwrap_or_default());
+        let mut contexts = BTreeMap::new();
+        contexts
+            .insert(CONTEXT.to_string(), req.context.canonicalize().unwrap_or_else(|_| req.context.clone()));
+        let worker = Arc::new(LocalWorker::new(
+            self.store.clone(),
+            self.executor.clone(),
+            self.client.clone(),
+            checksums.clone(),
+            WorkerConfig { contexts },
+        ));
+        let solver = Solver::new(
+            worker,
+            progress.clone(),
+            SolveOptions { max_parallel_exec: self.config.max_parallel_exec, ignore_cache: req.no_cache },
+        );
+        let graph = Arc::new(lowered.graph.clone());
+        let (chain, ran, cached) = match lowered.target {
+            None => (Vec::new(), 0, 0),
+            Some(target) => {
+                let solution = solver.solve(graph, &[target], cancel).await?;
+                let chain = match &solution.outputs[0] {
+                    Ref::Chain(c) => c.clone(),
+                    Ref::Dir { .. } => {
+                        return Err(EngineError::Invalid("the target is the build context itself".into()));
+                    }
+                };
+                (chain, solution.ran.len(), solution.cached.len())
+            }
+        };
+        // The checksum cache only speeds things up: failing to save it is not a build failure.
+        let _ = checksums.save(&checksum_path);
+        let mut outcome = self.export(&req, &lowered, &chain, &progress).await?;
+        outcome.warnings = warnings;
+        outcome.steps_ran = ran;
+        outcome.steps_cached = cached;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,297 @@
+//! From a solved layer chain to outputs: layer blobs (made once per layer and remembered),
+//! the image config with history times, the manifest, then the requested outputs.
+
+use crate::{BuildOutcome, BuildRequest, Engine, EngineError};
+use cache::{LayerBlob, LayerId, Store};
+use exporter::{LayerOptions, Output, PushProgress};
+use frontend::lower::Lowered;
+use registry::{AnyManifest, Descriptor, Digest, ImageConfig, RootFs};
+use solver::progress::{Event, ProgressSink};
+use std::time::Instant;
+
+/// Formats Unix seconds as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+pub(crate) fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Fills `created` of history entries that lack it: a layer's entry gets the time its layer
+/// was made, a metadata entry the time of the layer before it, so a fully cached rebuild
+/// gives the same times (and the same image digest). With `SOURCE_DATE_EPOCH` every new
+/// entry and the image get that time.
+fn fill_times(config: &mut ImageConfig, layer_times: &[i64], epoch: Option<i64>) {
+    let mut layer = 0usize;
+    let mut last: Option<String> = None;
+    for h in &mut config.history {
+        if !h.empty_layer {
+            if let Some(t) = layer_times.get(layer) {
+                last = Some(rfc3339(*t));
+            }
+            layer += 1;
+        }
+        if h.created.is_none() {
+            h.created = Some(match epoch {
+                Some(e) => rfc3339(e),
+                None => last.clone().unwrap_or_else(|| rfc3339(0)),
+            });
+        } else if h.empty_layer && last.is_none() {
+            last = h.created.clone();
+        }
+    }
+    config.created = match epoch {
+        Some(e) => Some(rfc3339(e)),
+        None => config.history.last().and_then(|h| h.created.clone()).or_else(|| Some(rfc3339(0))),
+    };
+}
+
+/// The blob of one layer for `opts`: reused when it was made before, else written now.
+fn layer_blob(
+    store: &Store,
+    id: &LayerId,
+    opts: &LayerOptions,
+    force: bool,
+) -> Result<(LayerBlob, i64), EngineError> {
+    let record = store.meta().layer(id)?.ok_or_else(|| cache::StoreError::LayerNotFound(id.clone()))?;
+    if let Some(blob) = record.blob(opts.compression) {
+        return Ok((blob.clone(), record.created_unix));
+    }
+    // A pulled layer keeps the compression it came with unless the user forces another.
+    if !force && let Some(blob) = record.blobs.first() {
+        return Ok((blob.clone(), record.created_unix));
+    }
+    let exported = exporter::export_layer(store.content(), &store.layer_dir(id), opts)?;
+    let blob =
+        LayerBlob { compression: opts.compression, descriptor: exported.blob, diff_id: exported.diff_id };
+    store.meta().set_layer_blob(id, blob.clone())?;
+    Ok((blob, record.created_unix))
+}
+
+/// Sum of the sizes of an image's blobs (manifest, config, layers).
+pub(crate) fn image_size(store: &Store, manifest: &Descriptor) -> Result<u64, EngineError> {
+    let bytes = store.content().read(&manifest.digest).map_err(cache::StoreError::from)?;
+    match AnyManifest::parse(Some(&manifest.media_type), &bytes) {
+        Ok(AnyManifest::Image(m)) => {
+            Ok(manifest.size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
+        }
+        _ => Ok(manifest.size),
+    }
+}
+
+/// The image ID (config digest) of a single-platform manifest.
+pub(crate) fn image_id(store: &Store, manifest: &Descriptor) -> Result<Digest, EngineError> {
+    let bytes = store.content().read(&manifest.digest).map_err(cache::StoreError::from)?;
+    match AnyManifest::parse(Some(&manifest.media_type), &bytes) {
+        Ok(AnyManifest::Image(m)) => Ok(m.config.digest),
+        _ => Ok(manifest.digest.clone()),
+    }
+}
+
+impl Engine {
+    pub(crate) async fn export(
+        &self,
+        req: &BuildRequest,
+        lowered: &Lowered,
+        chain: &[LayerId],
+        progress: &ProgressSink,
+    ) -> Result<BuildOutcome, EngineError> {
+        let step = "export".to_string();
+        progress.started(&step, "exporting to image");
+        let start = Instant::now();
+        let result = self.export_inner(req, lowered, chain, progress, &step).await;
+        match &result {
+            Ok(_) => progress.done(&step, start, Default::default()),
+            Err(e) => progress.failed(&step, e.to_string()),
+        }
+        result
+    }
+
+    async fn export_inner(
+        &self,
+        req: &BuildRequest,
+        lowered: &Lowered,
+        chain: &[LayerId],
+        progress: &ProgressSink,
+        step: &str,
+    ) -> Result<BuildOutcome, EngineError> {
+        let epoch = lowered.source_date_epoch;
+        let image_output = req.outputs.iter().find(|o| o.needs_image());
+        let opts = image_output.map_or_else(
+            || LayerOptions { source_date_epoch: epoch, ..Default::default() },
+            |o| o.layer_options(epoch),
+        );
+        let force = matches!(image_output, Some(Output::Image { force_compression: true, .. }));
+        let oci = opts.oci_media_types;
+
+        // Layers (made once per layer, then remembered in the store).
+        let store = self.store.clone();
+        let ids = chain.to_vec();
+        let log = progress.clone();
+        let step_id = step.to_string();
+        let blobs = tokio::task::spawn_blocking(move || -> Result<Vec<(LayerBlob, i64)>, EngineError> {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                out.push(layer_blob(&store, id, &opts, force)?);
+                let last = &out.last().expect("just pushed").0.descriptor;
+                log.send(Event::Transfer {
+                    step: step_id.clone(),
+                    item: format!("layer {}", &last.digest.hex()[..12]),
+                    current: last.size,
+                    total: Some(last.size),
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| EngineError::Invalid(format!("layer export task failed: {e}")))??;
+
+        let mut config = lowered.image.clone();
+        config.rootfs = RootFs {
+            kind: "layers".into(),
+            diff_ids: blobs.iter().map(|(b, _)| b.diff_id.clone()).collect(),
+        };
+        let times: Vec<i64> = blobs.iter().map(|(_, t)| *t).collect();
+        fill_times(&mut config, &times, epoch);
+        let layers: Vec<Descriptor> = blobs.into_iter().map(|(b, _)| b.descriptor).collect();
+        let written = exporter::write_image(self.store.content(), &config, &layers, oci)?;
+        let manifest = written.manifest.clone();
+        let image_id = written.config.digest.clone();
+
+        let mut names = Vec::new();
+        let mut pushed = Vec::new();
+        for output in &req.outputs {
+            match output {
+                Output::Image { names: refs, push, .. } => {
+                    for r in refs {
+                        let record = cache::ImageRecord {
+                            manifest: manifest.clone(),
+                            created_unix: now_unix(),
+                            platforms: vec![config.platform()],
+                        };
+                        self.store.meta().put_image(&r.to_string(), &record)?;
+                        names.push(r.to_string());
+                        if *push {
+                            let log = progress.clone();
+                            let sid = step.to_string();
+                            let report = move |p: PushProgress| {
+                                if let PushProgress::Blob { digest, sent, total } = p {
+                                    log.send(Event::Transfer {
+                                        step: sid.clone(),
+                                        item: format!("pushing {}", &digest.hex()[..12]),
+                                        current: sent,
+                                        total: Some(total),
+                                    });
+                                }
+                            };
+                            let digest = exporter::push_image(
+                                &self.client,
+                                self.store.content(),
+                                &manifest,
+                                r,
+                                None,
+                                &report,
+                            )
+                            .await?;
+                            pushed.push((r.to_string(), digest));
+                        }
+                    }
+                }
+                Output::Oci { dest, names: refs } => {
+                    let (content, m, refs, dest) =
+                        (self.store.clone(), manifest.clone(), refs.clone(), dest.clone());
+                    blocking(move || exporter::write_oci_archive(content.content(), &m, &refs, &dest))
+                        .await?;
+                }
+                Output::Docker { dest, names: refs } => {
+                    let (content, m, refs, dest) =
+                        (self.store.clone(), manifest.clone(), refs.clone(), dest.clone());
+                    blocking(move || exporter::write_docker_archive(content.content(), &m, &refs, &dest))
+                        .await?;
+                }
+                Output::Local { dest } => {
+                    let (store, chain, dest) = (self.store.clone(), chain.to_vec(), dest.clone());
+                    blocking_store(move || {
+                        let view = store.mount_readonly(&chain)?;
+                        exporter::write_local(view.path(), &dest).map_err(EngineError::from)
+                    })
+                    .await?;
+                }
+                Output::Tar { dest } => {
+                    let (store, chain, dest) = (self.store.clone(), chain.to_vec(), dest.clone());
+                    blocking_store(move || {
+                        let view = store.mount_readonly(&chain)?;
+                        exporter::write_rootfs_tar(view.path(), &dest).map_err(EngineError::from)
+                    })
+                    .await?;
+                }
+            }
+        }
+        Ok(BuildOutcome {
+            image_id,
+            manifest,
+            names,
+            pushed,
+            warnings: Vec::new(),
+            steps_ran: 0,
+            steps_cached: 0,
+        })
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+async fn blocking(
+    f: impl FnOnce() -> Result<(), exporter::ExportError> + Send + 'static,
+) -> Result<(), EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Invalid(format!("export task failed: {e}")))?
+        .map_err(EngineError::from)
+}
+
+async fn blocking_store(
+    f: impl FnOnce() -> Result<(), EngineError> + Send + 'static,
+) -> Result<(), EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Invalid(format!("export task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry::History;
+
+    #[test]
+    fn rfc3339_of_known_times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn history_times_follow_layers() {
+        let entry = |empty: bool| History { empty_layer: empty, ..Default::default() };
+        let mut config =
+            ImageConfig { history: vec![entry(false), entry(true), entry(false)], ..Default::default() };
+        fill_times(&mut config, &[100, 200], None);
+        let times: Vec<_> = config.history.iter().map(|h| h.created.clone().unwrap()).collect();
+        assert_eq!(times, vec![rfc3339(100), rfc3339(100), rfc3339(200)]);
+        assert_eq!(config.created, Some(rfc3339(200)));
+        fill_times(&mut config, &[100, 200], Some(5));
+        assert_eq!(config.created, Some(rfc3339(5)));
+    }
+}

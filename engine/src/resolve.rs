@@ -1,0 +1,64 @@
+//! Resolving base images: a tag becomes a pinned manifest digest and a config. The pin is
+//! remembered in the store, so a rebuild does not ask the registry again unless `--pull`
+//! is given (or the image was never resolved here).
+
+use crate::EngineError;
+use frontend::lower::{BaseImage, ImageRequest};
+use registry::{Digest, ImageConfig};
+use serde::{Deserialize, Serialize};
+use solver::progress::ProgressSink;
+use std::time::Instant;
+
+const PIN_NAMESPACE: &str = "resolved-image";
+
+#[derive(Serialize, Deserialize)]
+struct Pin {
+    manifest: Digest,
+    config: Digest,
+}
+
+fn pin_key(req: &ImageRequest) -> String {
+    format!("{}|{}", req.reference, req.platform)
+}
+
+impl crate::Engine {
+    /// Resolves one base image (see the module docs).
+    pub(crate) async fn resolve_base(
+        &self,
+        req: &ImageRequest,
+        pull: bool,
+        progress: &ProgressSink,
+    ) -> Result<BaseImage, EngineError> {
+        let meta = self.store.meta();
+        let content = self.store.content();
+        if !pull
+            && let Some(raw) = meta.get_kv(PIN_NAMESPACE, &pin_key(req))?
+            && let Ok(pin) = serde_json::from_slice::<Pin>(&raw)
+            && content.contains(&pin.manifest)
+            && let Ok(bytes) = content.read(&pin.config)
+            && let Ok(config) = serde_json::from_slice::<ImageConfig>(&bytes)
+        {
+            return Ok(BaseImage { pinned: req.reference.with_digest(pin.manifest), config });
+        }
+        let step = format!("resolve:{}", pin_key(req));
+        let name = format!("[internal] load metadata for {}", req.reference);
+        progress.started(&step, &name);
+        let start = Instant::now();
+        let resolved = match self.client.resolve_image(&req.reference, &req.platform).await {
+            Ok(r) => r,
+            Err(e) => {
+                progress.failed(&step, e.to_string());
+                return Err(e.into());
+            }
+        };
+        let manifest = content.write_bytes(&resolved.manifest.bytes).map_err(cache::StoreError::from)?;
+        let config = content.write_bytes(&resolved.config_bytes).map_err(cache::StoreError::from)?;
+        if let Some(index) = &resolved.index {
+            content.write_bytes(&index.bytes).map_err(cache::StoreError::from)?;
+        }
+        let pin = Pin { manifest: manifest.clone(), config };
+        meta.put_kv(PIN_NAMESPACE, &pin_key(req), &serde_json::to_vec(&pin).expect("pins serialize"))?;
+        progress.done(&step, start, Default::default());
+        Ok(BaseImage { pinned: req.reference.with_digest(manifest), config: resolved.config })
+    }
+}
