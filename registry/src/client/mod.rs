@@ -35,6 +35,10 @@ pub struct ClientConfig {
     pub max_concurrent_per_registry: usize,
     /// The `User-Agent` header.
     pub user_agent: String,
+    /// Directories with per-registry CA certificates, `<dir>/<host[:port]>/ca.crt`, trusted
+    /// in addition to the system roots for that registry. Default: `/etc/rbuild/certs.d`
+    /// and `/etc/docker/certs.d`.
+    pub certs_dirs: Vec<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +49,7 @@ impl Default for ClientConfig {
             mirrors: BTreeMap::new(),
             max_concurrent_per_registry: 4,
             user_agent: format!("rbuild/{}", env!("CARGO_PKG_VERSION")),
+            certs_dirs: vec![PathBuf::from("/etc/rbuild/certs.d"), PathBuf::from("/etc/docker/certs.d")],
         }
     }
 }

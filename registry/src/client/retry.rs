@@ -63,7 +63,28 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// Transport errors worth retrying: the request may not have reached the server, or the
 /// connection broke.
 pub(crate) fn retryable_transport(error: &reqwest::Error) -> bool {
-    error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
+    (error.is_connect() || error.is_timeout() || error.is_request() || error.is_body())
+        && !is_tls_failure(error)
+}
+
+/// TLS handshake failures (untrusted or mismatched certificate, a plain-HTTP server) surface
+/// as `InvalidData` I/O errors under the connect error; trying again cannot fix them.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+            // `io::Error::source` skips the wrapped error itself; look into it.
+            if let Some(inner) = io.get_ref() {
+                source = Some(inner);
+                continue;
+            }
+        }
+        source = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

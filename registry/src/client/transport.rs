@@ -19,9 +19,6 @@ use std::time::Duration;
 use tokio::io::AsyncSeekExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Where per-registry CA certificates are looked for: `<dir>/<host[:port]>/ca.crt`.
-const CERTS_DIRS: &[&str] = &["/etc/rbuild/certs.d", "/etc/docker/certs.d"];
-
 /// One server that speaks the distribution API for a registry: the registry itself or one of
 /// its mirrors.
 #[derive(Clone, Debug)]
@@ -200,8 +197,8 @@ impl Transport {
             return Ok(c.clone());
         }
         let mut certs = Vec::new();
-        for dir in CERTS_DIRS {
-            let path = Path::new(dir).join(&ep.host).join("ca.crt");
+        for dir in &self.config.certs_dirs {
+            let path = dir.join(&ep.host).join("ca.crt");
             let pem = match std::fs::read(&path) {
                 Ok(p) => p,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -191,3 +191,27 @@ async fn mirrors_are_tried_first_and_skipped_when_down() {
         client.resolve_image(&reg.reference("lab/mirrored:v1"), &"linux/amd64".parse().unwrap()).await;
     assert_eq!(resolved.unwrap().manifest.bytes, image.manifest);
 }
+
+#[tokio::test]
+async fn requests_to_one_registry_respect_the_concurrency_limit() {
+    require_registry!();
+    let (_reg, proxy) = lab().await;
+    let cfg = DockerConfig::empty();
+    let client = Client::new(ClientConfig {
+        docker_config_dir: Some(cfg.dir.path().to_path_buf()),
+        max_concurrent_per_registry: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let repo = proxy.reference("lab/limit:latest");
+    proxy.faults(|f| f.delay = Some(Duration::from_millis(150)));
+    let checks = (0..6u8).map(|i| {
+        let client = client.clone();
+        let repo = repo.clone();
+        tokio::spawn(async move { client.blob_exists(&repo, &Digest::of_bytes(&[i])).await })
+    });
+    for c in futures::future::join_all(checks).await {
+        assert!(!c.unwrap().unwrap());
+    }
+    assert_eq!(proxy.max_in_flight(), 2);
+}

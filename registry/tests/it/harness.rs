@@ -49,7 +49,19 @@ impl Registry {
     /// A registry with `auth`; `relative_urls` makes it send relative `Location` headers
     /// (needed behind the fault proxy, which has another address).
     pub fn start_with(auth: Auth, relative_urls: bool) -> Registry {
+        Registry::launch(auth, relative_urls, None)
+    }
+
+    /// A registry serving HTTPS with this certificate and key.
+    pub fn start_tls(cert: &Path, key: &Path) -> Registry {
+        Registry::launch(Auth::None, false, Some((cert, key)))
+    }
+
+    fn launch(auth: Auth, relative_urls: bool, tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir");
+        let tls_yaml = tls.map_or(String::new(), |(cert, key)| {
+            format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display())
+        });
         let auth_yaml = match &auth {
             Auth::None => String::new(),
             Auth::Htpasswd { user, password } => {
@@ -73,7 +85,7 @@ impl Registry {
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
                  rootdirectory: {storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      \
                  enabled: false\nhttp:\n  addr: {addr}\n  secret: rbuild-test\n  relativeurls: {relative_urls}\n\
-                 {auth_yaml}health:\n  storagedriver:\n    enabled: false\n",
+                 {tls_yaml}{auth_yaml}health:\n  storagedriver:\n    enabled: false\n",
                 storage = dir.path().join("storage").display(),
             );
             let config_path = dir.path().join("config.yml");
@@ -134,7 +146,7 @@ fn wait_for_http(addr: &str, child: &mut Child) -> bool {
             let mut buf = [0u8; 12];
             if s.write_all(req.as_bytes()).is_ok()
                 && s.read_exact(&mut buf).is_ok()
-                && buf.starts_with(b"HTTP/1.1")
+                && buf.starts_with(b"HTTP/1.")
             {
                 return true;
             }

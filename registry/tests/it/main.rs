@@ -9,4 +9,5 @@ mod blobs;
 mod errors;
 mod faults;
 mod manifests;
+mod tls;
 mod token;

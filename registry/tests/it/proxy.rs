@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Answer `status` to requests matching `method` and `path_contains`, `times` times.
@@ -32,6 +33,8 @@ pub struct Faults {
     pub swallow_patches: u32,
     /// Redirect blob GETs to the registry itself (another origin).
     pub redirect_blobs: bool,
+    /// Hold every request this long before answering.
+    pub delay: Option<std::time::Duration>,
 }
 
 /// A request the proxy saw.
@@ -47,6 +50,8 @@ struct ProxyState {
     http: reqwest::Client,
     faults: Mutex<Faults>,
     seen: Mutex<Vec<Seen>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 /// A running proxy; stopped on drop.
@@ -71,6 +76,8 @@ impl Proxy {
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             faults: Mutex::new(Faults::default()),
             seen: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -98,6 +105,11 @@ impl Proxy {
             .collect()
     }
 
+    /// The most requests the proxy was handling at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// `<proxy>/<repo>:<tag>`.
     pub fn reference(&self, repo_tag: &str) -> registry::Reference {
         format!("{}/{repo_tag}", self.addr).parse().unwrap()
@@ -116,6 +128,18 @@ fn status_response(status: u16, retry_after: Option<u32>) -> Response {
 }
 
 async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
+    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let delay = st.faults.lock().unwrap().delay;
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let response = forward(&st, req).await;
+    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn forward(st: &ProxyState, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let path_q = req.uri().path_and_query().map_or("/".to_string(), |p| p.as_str().to_string());
