@@ -141,10 +141,11 @@ impl PatternMatcher {
                     continue;
                 }
                 hit = pattern.matches(rel_path);
-                if !hit && !known {
-                    if let Some(idx) = rel_path.rfind('/') {
-                        hit = parent_prefixes(&rel_path[..idx]).any(|prefix| pattern.matches(prefix));
-                    }
+                if !hit
+                    && !known
+                    && let Some(idx) = rel_path.rfind('/')
+                {
+                    hit = parent_prefixes(&rel_path[..idx]).any(|prefix| pattern.matches(prefix));
                 }
             }
             info.parent_matched[i] = hit;
@@ -177,10 +178,7 @@ impl PatternMatcher {
 
 /// `a`, `a/b`, `a/b/c` for `a/b/c`.
 fn parent_prefixes(parent: &str) -> impl Iterator<Item = &str> {
-    parent
-        .match_indices('/')
-        .map(move |(i, _)| &parent[..i])
-        .chain(std::iter::once(parent))
+    parent.match_indices('/').map(move |(i, _)| &parent[..i]).chain(std::iter::once(parent))
 }
 
 impl Pattern {
@@ -189,8 +187,7 @@ impl Pattern {
             MatchKind::Exact => path == self.cleaned,
             MatchKind::Prefix(prefix) => path.starts_with(prefix.as_str()),
             MatchKind::Suffix(suffix) => {
-                path.ends_with(suffix.as_str())
-                    || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
+                path.ends_with(suffix.as_str()) || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
             }
             MatchKind::Regexp(re) => re.is_match(path),
         }
@@ -389,11 +386,7 @@ fn scan_chunk(mut pattern: &[u8]) -> (bool, &[u8], &[u8]) {
     let mut i = 0;
     while i < pattern.len() {
         match pattern[i] {
-            b'\\' => {
-                if i + 1 < pattern.len() {
-                    i += 1;
-                }
-            }
+            b'\\' if i + 1 < pattern.len() => i += 1,
             b'[' => in_range = true,
             b']' => in_range = false,
             b'*' if !in_range => break,
@@ -737,7 +730,11 @@ mod tests {
             (&["a(b)c/def"], "a(b)c/def", true),
             (&["a(b)c/def"], "a(b)c/xyz", false),
             (&["a.|)$(}+{bc"], "a.|)$(}+{bc", true),
-            (&["dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl"], "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
+            (
+                &["dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl"],
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
             (&["dist/*.whl"], "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
             // Parent directories and exceptions.
             (&["docs"], "docs/README.md", true),
@@ -765,8 +762,21 @@ mod tests {
             &["*", "!dir/sub"],
         ];
         let paths = [
-            "docs", "docs/README.md", "docs/x", "vendor", "vendor/a.go", "x/a.go", "a", "a/b", "a/b/c",
-            "a/b/c/keep", "a/b/c/other", "dir", "dir/sub", "dir/sub/f", "dir/other",
+            "docs",
+            "docs/README.md",
+            "docs/x",
+            "vendor",
+            "vendor/a.go",
+            "x/a.go",
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/b/c/keep",
+            "a/b/c/other",
+            "dir",
+            "dir/sub",
+            "dir/sub/f",
+            "dir/other",
         ];
         for set in sets {
             let m = pm(set);
@@ -791,10 +801,7 @@ mod tests {
 
     #[test]
     fn invalid_patterns() {
-        assert_eq!(
-            PatternMatcher::new(&["!".to_string()]).unwrap_err(),
-            PatternError::LoneExclusion
-        );
+        assert_eq!(PatternMatcher::new(&["!".to_string()]).unwrap_err(), PatternError::LoneExclusion);
         assert!(matches!(PatternMatcher::new(&["[".to_string()]), Err(PatternError::Syntax { .. })));
         assert!(!pm(&["  ", ""]).exclusions());
         assert!(pm(&["a", "!b"]).exclusions());

@@ -58,23 +58,83 @@ fn cases() -> Vec<Case> {
     vec![
         case("touch a selected file", copy("app"), |r| touch(&r.join("app/main.go")), false),
         case("touch a selected directory", copy("app"), |r| touch(&r.join("app/sub")), false),
-        case("edit a selected file (same size)", copy("app"), |r| std::fs::write(r.join("app/main.go"), "package mair").unwrap(), true),
-        case("edit an unselected file", copy("app"), |r| std::fs::write(r.join("other"), "changed").unwrap(), false),
+        case(
+            "edit a selected file (same size)",
+            copy("app"),
+            |r| std::fs::write(r.join("app/main.go"), "package mair").unwrap(),
+            true,
+        ),
+        case(
+            "edit an unselected file",
+            copy("app"),
+            |r| std::fs::write(r.join("other"), "changed").unwrap(),
+            false,
+        ),
         case("chmod a selected file", copy("app"), |r| chmod(&r.join("app/util.go"), 0o755), true),
         case("chmod a selected directory", copy("app"), |r| chmod(&r.join("app/sub"), 0o700), true),
-        case("chmod an unselected file", copy("app/main.go"), |r| chmod(&r.join("app/util.go"), 0o755), false),
-        case("retarget a symlink inside the selection", copy("app"), |r| {
-            std::fs::remove_file(r.join("app/link")).unwrap();
-            std::os::unix::fs::symlink("util.go", r.join("app/link")).unwrap();
-        }, true),
-        case("rename a selected file", copy("app"), |r| std::fs::rename(r.join("app/README"), r.join("app/README.md")).unwrap(), true),
-        case("add a file to a selected directory", copy("app"), |r| std::fs::write(r.join("app/new"), "").unwrap(), true),
-        case("add a file next to the selection", copy("app"), |r| std::fs::write(r.join("new"), "").unwrap(), false),
-        case("wildcard: a new match", copy("app/*.go"), |r| std::fs::write(r.join("app/new.go"), "").unwrap(), true),
-        case("wildcard: a new non-match", copy("app/*.go"), |r| std::fs::write(r.join("app/new.rs"), "").unwrap(), false),
-        case("wildcard: edit a non-match", copy("app/*.go"), |r| std::fs::write(r.join("app/README"), "x").unwrap(), false),
-        case("wildcard: edit a match", copy("app/*.go"), |r| std::fs::write(r.join("app/util.go"), "x").unwrap(), true),
-        case("followed symlink: edit its target", copy("linked"), |r| std::fs::write(r.join("app/main.go"), "x").unwrap(), true),
+        case(
+            "chmod an unselected file",
+            copy("app/main.go"),
+            |r| chmod(&r.join("app/util.go"), 0o755),
+            false,
+        ),
+        case(
+            "retarget a symlink inside the selection",
+            copy("app"),
+            |r| {
+                std::fs::remove_file(r.join("app/link")).unwrap();
+                std::os::unix::fs::symlink("util.go", r.join("app/link")).unwrap();
+            },
+            true,
+        ),
+        case(
+            "rename a selected file",
+            copy("app"),
+            |r| std::fs::rename(r.join("app/README"), r.join("app/README.md")).unwrap(),
+            true,
+        ),
+        case(
+            "add a file to a selected directory",
+            copy("app"),
+            |r| std::fs::write(r.join("app/new"), "").unwrap(),
+            true,
+        ),
+        case(
+            "add a file next to the selection",
+            copy("app"),
+            |r| std::fs::write(r.join("new"), "").unwrap(),
+            false,
+        ),
+        case(
+            "wildcard: a new match",
+            copy("app/*.go"),
+            |r| std::fs::write(r.join("app/new.go"), "").unwrap(),
+            true,
+        ),
+        case(
+            "wildcard: a new non-match",
+            copy("app/*.go"),
+            |r| std::fs::write(r.join("app/new.rs"), "").unwrap(),
+            false,
+        ),
+        case(
+            "wildcard: edit a non-match",
+            copy("app/*.go"),
+            |r| std::fs::write(r.join("app/README"), "x").unwrap(),
+            false,
+        ),
+        case(
+            "wildcard: edit a match",
+            copy("app/*.go"),
+            |r| std::fs::write(r.join("app/util.go"), "x").unwrap(),
+            true,
+        ),
+        case(
+            "followed symlink: edit its target",
+            copy("linked"),
+            |r| std::fs::write(r.join("app/main.go"), "x").unwrap(),
+            true,
+        ),
         case(
             "excluded file edited",
             with(copy("app"), |a| a.exclude_patterns = vec!["node_modules".into()]),
@@ -160,7 +220,12 @@ fn checksum_table() {
             assert_ne!(before, after, "case {}: copy result changed but the digest did not", case.name);
         }
         // A fresh cache computes the same digest as the warm one.
-        assert_eq!(checksum::checksum(&source, &selector, &ChecksumCache::new()).unwrap(), after, "case {}", case.name);
+        assert_eq!(
+            checksum::checksum(&source, &selector, &ChecksumCache::new()).unwrap(),
+            after,
+            "case {}",
+            case.name
+        );
     }
 }
 
@@ -171,7 +236,10 @@ fn same_content_same_digest_anywhere() {
     let sel = Selector::path("/app");
     let (ca, cb) = (SourceRoot::context(a.path(), vec![]), SourceRoot::context(b.path(), vec![]));
     let cache = ChecksumCache::new();
-    assert_eq!(checksum::checksum(&ca, &sel, &cache).unwrap(), checksum::checksum(&cb, &sel, &cache).unwrap());
+    assert_eq!(
+        checksum::checksum(&ca, &sel, &cache).unwrap(),
+        checksum::checksum(&cb, &sel, &cache).unwrap()
+    );
     // Different selections of the same tree differ.
     let whole = checksum::checksum(&ca, &Selector::path("/"), &cache).unwrap();
     assert_ne!(whole, checksum::checksum(&ca, &sel, &cache).unwrap());
@@ -183,7 +251,10 @@ fn errors_and_empty_selections() {
     let ctx = SourceRoot::context(src.path(), vec!["other".into()]);
     let cache = ChecksumCache::new();
     let err = checksum::checksum(&ctx, &Selector::path("missing"), &cache).unwrap_err();
-    assert!(matches!(err, ChecksumError::NotFound { .. }) && err.to_string() == "\"/missing\": not found", "{err}");
+    assert!(
+        matches!(err, ChecksumError::NotFound { .. }) && err.to_string() == "\"/missing\": not found",
+        "{err}"
+    );
     let err = checksum::checksum(&ctx, &Selector::path("other"), &cache).unwrap_err();
     assert!(matches!(err, ChecksumError::NotFound { .. }), "ignored path: {err}");
     let mut wild = Selector::path("nomatch*");

@@ -23,7 +23,8 @@ fn run_add(
     let ctx = tree("");
     std::fs::write(ctx.path().join(name), bytes).unwrap();
     let dest = tree(dest_spec);
-    let result = fileop::apply(dest.path(), &[SourceRoot::context(ctx.path(), vec![])], &[FileAction::Copy(action)]);
+    let result =
+        fileop::apply(dest.path(), &[SourceRoot::context(ctx.path(), vec![])], &[FileAction::Copy(action)]);
     (dest, result)
 }
 
@@ -153,12 +154,17 @@ fn existing_entries_are_replaced() {
     let before = "a f 600 =was-a-file\nb d 755\nb/x f 600 =x\nc f 600 =was-file\nd d 755\nd/deep/er f 600 =x";
     let (dest, result) = run_add("t.tar", &tar_bytes(archive), before, add("t.tar", "/"));
     result.unwrap();
-    assert_tree(dest.path(), "a d 700 0:0\nb f 644 0:0 =new\nc l 0:0 ->b\nd f 644 0:0 =file-over-dir", "replace");
+    assert_tree(
+        dest.path(),
+        "a d 700 0:0\nb f 644 0:0 =new\nc l 0:0 ->b\nd f 644 0:0 =file-over-dir",
+        "replace",
+    );
 }
 
 #[test]
 fn existing_directories_are_merged_and_take_archive_metadata() {
-    let (dest, result) = run_add("t.tar", &tar_bytes("etc d 700 3:3\netc/new f =n"), "etc/old f 600 =o", add("t.tar", "/"));
+    let (dest, result) =
+        run_add("t.tar", &tar_bytes("etc d 700 3:3\netc/new f =n"), "etc/old f 600 =o", add("t.tar", "/"));
     result.unwrap();
     assert_tree(dest.path(), "etc d 700 3:3\netc/new f 644 0:0 =n\netc/old f 600 0:0 =o", "merge");
 }

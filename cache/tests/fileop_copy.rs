@@ -151,7 +151,9 @@ fn cases() -> Vec<Case> {
             ignore: &[],
             dest: "",
             actions: vec![cp("d", "/o")],
-            want: Want::Tree("o d 755 0:0\no/a f 644 0:0 #1 =same\no/b f 644 0:0 #1 =same\no/c f 644 0:0 =other"),
+            want: Want::Tree(
+                "o d 755 0:0\no/a f 644 0:0 #1 =same\no/b f 644 0:0 #1 =same\no/c f 644 0:0 =other",
+            ),
         },
         Case {
             name: "missing source",
@@ -288,7 +290,9 @@ fn cases() -> Vec<Case> {
             context: true,
             ignore: &[],
             dest: "",
-            actions: vec![with(cp("foo", "/"), |a| a.owner = Some(Owner::Names { user: "nosuch".into(), group: None }))],
+            actions: vec![with(cp("foo", "/"), |a| {
+                a.owner = Some(Owner::Names { user: "nosuch".into(), group: None })
+            })],
             want: Want::Err("unable to find user nosuch"),
         },
         Case {
@@ -330,8 +334,12 @@ fn cases() -> Vec<Case> {
             context: true,
             ignore: &[],
             dest: "",
-            actions: vec![with(cp("top", "/o"), |a| a.exclude_patterns = vec!["*.txt".into(), "!keep.txt".into()])],
-            want: Want::Tree("o d 755 0:0\no/b.bin f 600 0:0 =b\no/keep.txt f 600 0:0 =k\no/sub d 755 0:0\no/sub/c.txt f 600 0:0 =c"),
+            actions: vec![with(cp("top", "/o"), |a| {
+                a.exclude_patterns = vec!["*.txt".into(), "!keep.txt".into()]
+            })],
+            want: Want::Tree(
+                "o d 755 0:0\no/b.bin f 600 0:0 =b\no/keep.txt f 600 0:0 =k\no/sub d 755 0:0\no/sub/c.txt f 600 0:0 =c",
+            ),
         },
         Case {
             name: "excluding a directory skips everything in it",
@@ -461,7 +469,12 @@ fn copy_table() {
         match (case.want, result) {
             (Want::Tree(want), Ok(())) => assert_tree(dest.path(), want, case.name),
             (Want::Err(want), Err(e)) => {
-                assert!(e.to_string().contains(want), "case {}: error {:?} does not contain {want:?}", case.name, e.to_string())
+                assert!(
+                    e.to_string().contains(want),
+                    "case {}: error {:?} does not contain {want:?}",
+                    case.name,
+                    e.to_string()
+                )
             }
             (Want::Tree(_), Err(e)) => panic!("case {}: unexpected error {e}", case.name),
             (Want::Err(want), Ok(())) => panic!("case {}: expected error {want:?}, got success", case.name),
@@ -477,7 +490,8 @@ fn times_are_kept_or_overridden() {
         last_modification: rustix::fs::Timespec { tv_sec: 2_000_000, tv_nsec: 7 },
     };
     for p in ["d/a", "d"] {
-        rustix::fs::utimensat(rustix::fs::CWD, &src.path().join(p), &old, rustix::fs::AtFlags::empty()).unwrap();
+        rustix::fs::utimensat(rustix::fs::CWD, src.path().join(p), &old, rustix::fs::AtFlags::empty())
+            .unwrap();
     }
     let dest = tree("");
     let ctx = SourceRoot::context(src.path(), vec![]);
@@ -508,10 +522,14 @@ fn xattrs_are_copied() {
         return;
     }
     let dest = tree("");
-    fileop::apply(dest.path(), &[SourceRoot::context(src.path(), vec![])], &[FileAction::Copy(CopyAction::new(0, "f", "/g"))])
-        .unwrap();
+    fileop::apply(
+        dest.path(),
+        &[SourceRoot::context(src.path(), vec![])],
+        &[FileAction::Copy(CopyAction::new(0, "f", "/g"))],
+    )
+    .unwrap();
     let mut buf = [0u8; 16];
-    let n = rustix::fs::getxattr(&dest.path().join("g"), "user.rbuild", &mut buf[..]).unwrap();
+    let n = rustix::fs::getxattr(dest.path().join("g"), "user.rbuild", &mut buf[..]).unwrap();
     assert_eq!(&buf[..n], b"v1");
 }
 

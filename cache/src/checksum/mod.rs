@@ -108,7 +108,11 @@ impl From<FileOpError> for ChecksumError {
 ///
 /// Synchronous; safe to call concurrently with a shared `cache`. Hashes uncached file
 /// contents on the rayon thread pool.
-pub fn checksum(source: &SourceRoot, selector: &Selector, cache: &ChecksumCache) -> Result<Digest, ChecksumError> {
+pub fn checksum(
+    source: &SourceRoot,
+    selector: &Selector,
+    cache: &ChecksumCache,
+) -> Result<Digest, ChecksumError> {
     let root = Root::new(&source.root);
     let filter = Filter::new(&selector.include_patterns, &selector.exclude_patterns, &source.excludes)?;
     let path = clean(&format!("/{}", selector.path));
@@ -301,8 +305,11 @@ impl Walk<'_> {
         parent: &FilterState,
     ) -> Result<(), ChecksumError> {
         let is_dir = meta.is_dir();
-        let (decision, state) =
-            if rel.is_empty() { (Decision::Include, FilterState::default()) } else { self.filter.decide(rel, root_rel, is_dir, parent) };
+        let (decision, state) = if rel.is_empty() {
+            (Decision::Include, FilterState::default())
+        } else {
+            self.filter.decide(rel, root_rel, is_dir, parent)
+        };
         match decision {
             Decision::Prune => return Ok(()),
             Decision::Include => {
@@ -315,7 +322,9 @@ impl Walk<'_> {
             return Ok(());
         }
         self.pending.push(match decision {
-            Decision::Descend => Some(PendingHeader { name: rel.to_string(), host: host.to_path_buf(), meta }),
+            Decision::Descend => {
+                Some(PendingHeader { name: rel.to_string(), host: host.to_path_buf(), meta })
+            }
             _ => None,
         });
         let read = std::fs::read_dir(host).map_err(|source| ChecksumError::Io {
@@ -325,18 +334,25 @@ impl Walk<'_> {
         })?;
         let mut children = Vec::new();
         for entry in read {
-            let entry =
-                entry.map_err(|source| ChecksumError::Io { op: "readdir", path: host.to_path_buf(), source })?;
+            let entry = entry.map_err(|source| ChecksumError::Io {
+                op: "readdir",
+                path: host.to_path_buf(),
+                source,
+            })?;
             children.push(entry.file_name());
         }
         children.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in children {
             let child = host.join(&name);
-            let meta = std::fs::symlink_metadata(&child)
-                .map_err(|source| ChecksumError::Io { op: "lstat", path: child.clone(), source })?;
+            let meta = std::fs::symlink_metadata(&child).map_err(|source| ChecksumError::Io {
+                op: "lstat",
+                path: child.clone(),
+                source,
+            })?;
             let name = name.to_string_lossy();
             let child_rel = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
-            let child_root_rel = if root_rel.is_empty() { name.to_string() } else { format!("{root_rel}/{name}") };
+            let child_root_rel =
+                if root_rel.is_empty() { name.to_string() } else { format!("{root_rel}/{name}") };
             self.entry(&child, &child_rel, &child_root_rel, meta, &state)?;
         }
         self.pending.pop();
@@ -391,7 +407,12 @@ impl Walk<'_> {
                 record.content = e.content.unwrap_or_default();
                 record.xattrs = e.xattrs;
             }
-            _ => self.jobs.push(Job { record: self.records.len(), host: host.to_path_buf(), key, is_file: kind == b'f' }),
+            _ => self.jobs.push(Job {
+                record: self.records.len(),
+                host: host.to_path_buf(),
+                key,
+                is_file: kind == b'f',
+            }),
         }
         self.records.push(record);
         Ok(())

@@ -141,7 +141,9 @@ fn extract(reader: Box<dyn Read>, root: &Root, owner: Option<Ids>) -> Result<(),
         let mut entry = entry.map_err(|e| Extract::Tar(e.to_string()))?;
         let header = entry.header().clone();
         let kind = header.entry_type();
-        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() || kind.is_gnu_longname()
+        if kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
             || kind.is_gnu_longlink()
         {
             continue;
@@ -158,10 +160,10 @@ fn extract(reader: Box<dyn Read>, root: &Root, owner: Option<Ids>) -> Result<(),
         let path = root.join(&rel);
         let parent = root.join(&rel[..rel.len() - 1]);
         fsops::mkdir_all(root, &parent, 0o755, None, None)?;
-        if let Ok(existing) = std::fs::symlink_metadata(&path) {
-            if !(existing.is_dir() && kind.is_dir()) {
-                fsops::remove_all(&path).map_err(|e| root.io_err("remove", &path, e))?;
-            }
+        if let Ok(existing) = std::fs::symlink_metadata(&path)
+            && !(existing.is_dir() && kind.is_dir())
+        {
+            fsops::remove_all(&path).map_err(|e| root.io_err("remove", &path, e))?;
         }
 
         let header_uid = header.uid().map_err(|e| Extract::Tar(e.to_string()))?;
@@ -175,10 +177,10 @@ fn extract(reader: Box<dyn Read>, root: &Root, owner: Option<Ids>) -> Result<(),
 
         match kind {
             tar::EntryType::Directory => {
-                if let Err(e) = std::fs::create_dir(&path) {
-                    if e.kind() != io::ErrorKind::AlreadyExists {
-                        return Err(io_err("mkdir")(e));
-                    }
+                if let Err(e) = std::fs::create_dir(&path)
+                    && e.kind() != io::ErrorKind::AlreadyExists
+                {
+                    return Err(io_err("mkdir")(e));
                 }
                 fsops::lchown(&path, ids).map_err(io_err("chown"))?;
                 fsops::chmod(&path, mode).map_err(io_err("chmod"))?;
@@ -194,7 +196,8 @@ fn extract(reader: Box<dyn Read>, root: &Root, owner: Option<Ids>) -> Result<(),
                     .map_err(io_err("create"))?;
                 io::copy(&mut entry, &mut file).map_err(|e| Extract::Tar(e.to_string()))?;
                 std::os::unix::fs::fchown(&file, Some(ids.uid), Some(ids.gid)).map_err(io_err("chown"))?;
-                file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(io_err("chmod"))?;
+                file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(io_err("chmod"))?;
                 drop(file);
                 fsops::set_times(&path, times).map_err(io_err("utimes"))?;
             }
@@ -239,7 +242,10 @@ fn extract(reader: Box<dyn Read>, root: &Root, owner: Option<Ids>) -> Result<(),
                 fsops::set_times(&path, times).map_err(io_err("utimes"))?;
             }
             other => {
-                return Err(Extract::Tar(format!("unsupported tar entry {raw_name:?} of type {:?}", other.as_byte() as char)));
+                return Err(Extract::Tar(format!(
+                    "unsupported tar entry {raw_name:?} of type {:?}",
+                    other.as_byte() as char
+                )));
             }
         }
         // Best effort, like BuildKit's BestEffortXattrs.

@@ -38,7 +38,11 @@ pub(crate) struct SourcePlan {
 impl SourcePlan {
     pub(crate) fn of(a: &CopyAction) -> SourcePlan {
         if !a.parents {
-            return SourcePlan { src: a.src.clone(), include_patterns: a.include_patterns.clone(), required: None };
+            return SourcePlan {
+                src: a.src.clone(),
+                include_patterns: a.include_patterns.clone(),
+                required: None,
+            };
         }
         let (parent, pattern) = match a.src.split_once("/./") {
             Some((parent, pattern)) => (parent.to_string(), pattern.to_string()),
@@ -78,7 +82,12 @@ fn base_name(p: &str) -> &str {
     p.trim_end_matches('/').rsplit('/').next().unwrap_or("")
 }
 
-pub(crate) fn copy(dest: &Root, source: &SourceRoot, a: &CopyAction, owner: Option<Ids>) -> Result<(), FileOpError> {
+pub(crate) fn copy(
+    dest: &Root,
+    source: &SourceRoot,
+    a: &CopyAction,
+    owner: Option<Ids>,
+) -> Result<(), FileOpError> {
     let src_root = Root::new(&source.root);
     let plan = SourcePlan::of(a);
     let mode = a.mode.as_ref().map(|m| m.compile()).transpose()?;
@@ -127,9 +136,7 @@ pub(crate) fn copy(dest: &Root, source: &SourceRoot, a: &CopyAction, owner: Opti
         None => 0o755,
     };
     for m in &matches {
-        if a.attempt_unpack
-            && archive::unpack(&src_root, m, dest, &dest_path, owner, times, &filter)?
-        {
+        if a.attempt_unpack && archive::unpack(&src_root, m, dest, &dest_path, owner, times, &filter)? {
             continue;
         }
         let mut copier = Copier {
@@ -175,7 +182,13 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    fn copy_one(&mut self, src: &str, dest_path: &str, follow: bool, dir_contents: bool) -> Result<(), FileOpError> {
+    fn copy_one(
+        &mut self,
+        src: &str,
+        dest_path: &str,
+        follow: bool,
+        dir_contents: bool,
+    ) -> Result<(), FileOpError> {
         let (dir, file) = split_last(dest_path);
         let ensure = if !file.is_empty() && file != "." { dir } else { dest_path };
         if !ensure.is_empty() {
@@ -215,7 +228,8 @@ impl Copier<'_> {
         };
         let src_dir = src_meta.is_dir();
         let mut dest_path = dest;
-        if (!dir_contents && src_dir && dest_meta.is_some()) || (!src_dir && dest_meta.as_ref().is_some_and(|m| m.is_dir()))
+        if (!dir_contents && src_dir && dest_meta.is_some())
+            || (!src_dir && dest_meta.as_ref().is_some_and(|m| m.is_dir()))
         {
             let base = base_name(src);
             if !base.is_empty() && base != "." && base != ".." {
@@ -266,23 +280,22 @@ impl Copier<'_> {
             }
             self.create_parent_dirs(overwrite_meta)?;
         }
-        if !is_dir {
-            if let Some(t) = &target_meta {
-                if t.is_dir() {
-                    return Err(FileOpError::Conflict {
-                        path: self.dest.display(target),
-                        reason: "cannot replace directory with file",
-                    });
-                }
-                std::fs::remove_file(target).map_err(|e| self.dest.io_err("remove", target, e))?;
+        if !is_dir && let Some(t) = &target_meta {
+            if t.is_dir() {
+                return Err(FileOpError::Conflict {
+                    path: self.dest.display(target),
+                    reason: "cannot replace directory with file",
+                });
             }
+            std::fs::remove_file(target).map_err(|e| self.dest.io_err("remove", target, e))?;
         }
 
         let mut copy_info = include;
         let mut restore_times = false;
         match meta.mode() & S_IFMT {
             S_IFDIR => {
-                let created = self.copy_directory(src, rel, root_rel, target, &meta, overwrite_meta, include, &state)?;
+                let created =
+                    self.copy_directory(src, rel, root_rel, target, &meta, overwrite_meta, include, &state)?;
                 if !overwrite_meta {
                     copy_info = created;
                     restore_times = !created;
@@ -297,7 +310,8 @@ impl Copier<'_> {
                     if meta.nlink() > 1 {
                         self.inodes.insert(key, target.to_path_buf());
                     }
-                    let file = fsops::copy_file(src, target).map_err(|e| self.dest.io_err("copy", target, e))?;
+                    let file =
+                        fsops::copy_file(src, target).map_err(|e| self.dest.io_err("copy", target, e))?;
                     // Metadata through the open descriptor: no more path lookups.
                     self.file_info_fd(&file, &meta, target)?;
                     fsops::copy_xattrs(src, target);
@@ -306,7 +320,8 @@ impl Copier<'_> {
             }
             S_IFLNK => {
                 let link = std::fs::read_link(src).map_err(|e| self.src_root.io_err("readlink", src, e))?;
-                std::os::unix::fs::symlink(&link, target).map_err(|e| self.dest.io_err("symlink", target, e))?;
+                std::os::unix::fs::symlink(&link, target)
+                    .map_err(|e| self.dest.io_err("symlink", target, e))?;
             }
             _ => {
                 fsops::make_special(target, meta.mode(), meta.rdev())
@@ -356,7 +371,12 @@ impl Copier<'_> {
 
     /// Makes `dst` a directory: creates it (returns true), or checks the existing one and,
     /// when overwriting metadata, gives it the source's mode.
-    fn copy_directory_only(&self, dst: &Path, meta: &Metadata, overwrite_meta: bool) -> Result<bool, FileOpError> {
+    fn copy_directory_only(
+        &self,
+        dst: &Path,
+        meta: &Metadata,
+        overwrite_meta: bool,
+    ) -> Result<bool, FileOpError> {
         match std::fs::symlink_metadata(dst) {
             Err(e) if is_missing(&e) => {
                 std::fs::create_dir(dst).map_err(|e| self.dest.io_err("mkdir", dst, e))?;
@@ -438,7 +458,8 @@ mod tests {
 
     #[test]
     fn path_helpers() {
-        let cases = [("a/b/", "/a/b/"), ("a/b/.", "/a/b/."), ("/", "/"), (".", "/"), ("./", "/"), ("a/../b", "/b")];
+        let cases =
+            [("a/b/", "/a/b/"), ("a/b/.", "/a/b/."), ("/", "/"), (".", "/"), ("./", "/"), ("a/../b", "/b")];
         for (input, want) in cases {
             assert_eq!(clean_keep_trailing(input), want, "{input}");
         }
@@ -453,9 +474,15 @@ mod tests {
         let mut a = CopyAction::new(0, "foo1/foo2/bar", "/");
         a.parents = true;
         let p = SourcePlan::of(&a);
-        assert_eq!((p.src.as_str(), p.include_patterns.clone(), p.required.as_deref()), ("/", vec!["foo1/foo2/bar".to_string()], Some("/foo1/foo2/bar")));
+        assert_eq!(
+            (p.src.as_str(), p.include_patterns.clone(), p.required.as_deref()),
+            ("/", vec!["foo1/foo2/bar".to_string()], Some("/foo1/foo2/bar"))
+        );
         a.src = "x/./foo2/ba*".into();
         let p = SourcePlan::of(&a);
-        assert_eq!((p.src.as_str(), p.include_patterns.clone(), p.required), ("x", vec!["foo2/ba*".to_string()], None));
+        assert_eq!(
+            (p.src.as_str(), p.include_patterns.clone(), p.required),
+            ("x", vec!["foo2/ba*".to_string()], None)
+        );
     }
 }

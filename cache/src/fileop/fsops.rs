@@ -71,10 +71,11 @@ pub(crate) fn mkdir_all(
         Err(_) => {}
     }
     let mut created = Vec::new();
-    if let Some(parent) = host.parent() {
-        if parent.starts_with(root.host()) && parent != host {
-            created = mkdir_all(root, parent, perm, owner, times)?;
-        }
+    if let Some(parent) = host.parent()
+        && parent.starts_with(root.host())
+        && parent != host
+    {
+        created = mkdir_all(root, parent, perm, owner, times)?;
     }
     if let Err(e) = std::fs::create_dir(host) {
         // Lost a race with another creator, or "dir/." style input: fine if it is a dir now.

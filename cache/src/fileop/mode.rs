@@ -54,9 +54,9 @@ impl Mode {
         match self {
             Mode::Octal(v) if *v <= 0o7777 => Ok(CompiledMode::Octal(*v)),
             Mode::Octal(v) => Err(ModeError::Syntax { value: format!("{v:o}") }),
-            Mode::Symbolic(s) => {
-                Commands::parse(s).map(CompiledMode::Symbolic).ok_or_else(|| ModeError::Syntax { value: s.clone() })
-            }
+            Mode::Symbolic(s) => Commands::parse(s)
+                .map(CompiledMode::Symbolic)
+                .ok_or_else(|| ModeError::Syntax { value: s.clone() }),
         }
     }
 }
@@ -202,7 +202,11 @@ impl Commands {
             b'=' | b'+' | b'-' | b'X' => {
                 let mut op = op;
                 if op == b'=' {
-                    self.cmds.push(BitCmd { cmd: b'-', cmd2: 0, bits: if who != 0 { who } else { STANDARD } });
+                    self.cmds.push(BitCmd {
+                        cmd: b'-',
+                        cmd2: 0,
+                        bits: if who != 0 { who } else { STANDARD },
+                    });
                     op = b'+';
                 }
                 c.cmd = op;
@@ -280,16 +284,21 @@ impl Commands {
         let mut newmode = omode;
         for c in &self.cmds {
             match c.cmd {
-                b'u' => { let v = (newmode & RWXU) >> 6; copy_class(c, &mut newmode, v) },
-                b'g' => { let v = (newmode & RWXG) >> 3; copy_class(c, &mut newmode, v) },
-                b'o' => { let v = newmode & RWXO; copy_class(c, &mut newmode, v) },
+                b'u' => {
+                    let v = (newmode & RWXU) >> 6;
+                    copy_class(c, &mut newmode, v)
+                }
+                b'g' => {
+                    let v = (newmode & RWXG) >> 3;
+                    copy_class(c, &mut newmode, v)
+                }
+                b'o' => {
+                    let v = newmode & RWXO;
+                    copy_class(c, &mut newmode, v)
+                }
                 b'+' => newmode |= c.bits,
                 b'-' => newmode &= !c.bits,
-                b'X' => {
-                    if omode & X_ALL != 0 || is_dir {
-                        newmode |= c.bits;
-                    }
-                }
+                b'X' if omode & X_ALL != 0 || is_dir => newmode |= c.bits,
                 _ => {}
             }
         }
@@ -345,8 +354,8 @@ mod tests {
             ("=rw,+X", DIR | 0o600, 0o777),
             ("+X", DIR | 0o644, 0o755),
             ("+X", FILE | 0o644, 0o644),
-            ("u=rwx,go=rx", FILE | 0, 0o755),
-            ("u=rwx,go=u-w", FILE | 0, 0o755),
+            ("u=rwx,go=rx", FILE, 0o755),
+            ("u=rwx,go=u-w", FILE, 0o755),
             ("go=", FILE | 0o777, 0o700),
             ("g=u", FILE | 0o640, 0o660),
             ("u+s", FILE | 0o755, 0o4755),

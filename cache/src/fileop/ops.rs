@@ -76,7 +76,12 @@ pub(crate) fn mkfile(
     Ok(())
 }
 
-pub(crate) fn rm(dest: &Root, path: &str, allow_not_found: bool, allow_wildcard: bool) -> Result<(), FileOpError> {
+pub(crate) fn rm(
+    dest: &Root,
+    path: &str,
+    allow_not_found: bool,
+    allow_wildcard: bool,
+) -> Result<(), FileOpError> {
     if allow_wildcard && contains_wildcards(path) {
         let pattern = clean(&format!("/{path}"));
         for m in resolve_wildcards(dest, &pattern, false, &Filter::default())? {
@@ -101,10 +106,10 @@ fn rm_path(dest: &Root, path: &str, allow_not_found: bool) -> Result<(), FileOpE
         // BuildKit stats (following a final symlink): a dangling link counts as missing.
         // The link is followed inside the root, never on the host.
         let followed = dest.resolve(&cleaned, true)?;
-        if let Err(e) = std::fs::symlink_metadata(&followed) {
-            if is_missing(&e) {
-                return Err(FileOpError::NotFound { path: cleaned });
-            }
+        if let Err(e) = std::fs::symlink_metadata(&followed)
+            && is_missing(&e)
+        {
+            return Err(FileOpError::NotFound { path: cleaned });
         }
     }
     fsops::remove_all(&p).map_err(|e| dest.io_err("remove", &p, e))

@@ -88,7 +88,11 @@ mod tests {
             (Owner::Ids { uid: 5, gid: 6 }, (5, 6)),
         ];
         for (owner, (uid, gid)) in cases {
-            assert_eq!(resolve_owner(&root, Some(owner)).unwrap(), Some(Ids { uid: *uid, gid: *gid }), "{owner:?}");
+            assert_eq!(
+                resolve_owner(&root, Some(owner)).unwrap(),
+                Some(Ids { uid: *uid, gid: *gid }),
+                "{owner:?}"
+            );
         }
         assert!(matches!(
             resolve_owner(&root, Some(&names("nosuch", None))),

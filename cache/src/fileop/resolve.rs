@@ -91,7 +91,8 @@ impl Root {
             if links > MAX_LINKS {
                 return Err(FileOpError::SymlinkLoop { path: path.to_string() });
             }
-            let target = std::fs::read_link(&candidate).map_err(|e| self.io_err("readlink", &candidate, e))?;
+            let target =
+                std::fs::read_link(&candidate).map_err(|e| self.io_err("readlink", &candidate, e))?;
             let target = target.as_os_str().as_bytes();
             if target.starts_with(b"/") {
                 resolved.clear();

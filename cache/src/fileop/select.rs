@@ -38,7 +38,11 @@ fn compile(patterns: &[String]) -> Result<Option<PatternMatcher>, PatternError> 
 }
 
 impl Filter {
-    pub(crate) fn new(include: &[String], exclude: &[String], ignore: &[String]) -> Result<Filter, PatternError> {
+    pub(crate) fn new(
+        include: &[String],
+        exclude: &[String],
+        ignore: &[String],
+    ) -> Result<Filter, PatternError> {
         Ok(Filter { include: compile(include)?, exclude: compile(exclude)?, ignore: compile(ignore)? })
     }
 

@@ -71,7 +71,8 @@ fn walk(
     for (raw, is_dir) in names {
         let name = String::from_utf8_lossy(&raw).into_owned();
         let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-        let root_rel = if base_rel.is_empty() { child_rel.clone() } else { format!("{base_rel}/{child_rel}") };
+        let root_rel =
+            if base_rel.is_empty() { child_rel.clone() } else { format!("{base_rel}/{child_rel}") };
         if filter.ignored(&root_rel, is_dir) {
             continue;
         }

@@ -68,7 +68,8 @@ pub fn build(root: &Path, spec: &str) {
         match e.kind {
             'd' => std::fs::create_dir_all(&p).unwrap(),
             'f' => {
-                let content = e.value.as_deref().unwrap_or("=").strip_prefix('=').unwrap().replace("\\n", "\n");
+                let content =
+                    e.value.as_deref().unwrap_or("=").strip_prefix('=').unwrap().replace("\\n", "\n");
                 std::fs::write(&p, content).unwrap();
             }
             'l' => {
@@ -81,7 +82,8 @@ pub fn build(root: &Path, spec: &str) {
             }
             'p' => {
                 let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-                rustix::fs::mkfifoat(rustix::fs::CWD, c.as_c_str(), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+                rustix::fs::mkfifoat(rustix::fs::CWD, c.as_c_str(), rustix::fs::Mode::from_raw_mode(0o644))
+                    .unwrap();
             }
             k => panic!("unknown kind {k}"),
         }
@@ -189,10 +191,20 @@ pub fn tar_bytes(spec: &str) -> Vec<u8> {
         header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
         let mut data = Vec::new();
         match e.kind {
-            'f' => data = e.value.as_deref().unwrap_or("=").strip_prefix('=').unwrap().replace("\\n", "\n").into_bytes(),
+            'f' => {
+                data = e
+                    .value
+                    .as_deref()
+                    .unwrap_or("=")
+                    .strip_prefix('=')
+                    .unwrap()
+                    .replace("\\n", "\n")
+                    .into_bytes()
+            }
             'l' | 'h' => {
                 let value = e.value.as_deref().unwrap();
-                let target = value.strip_prefix("->").or_else(|| value.strip_prefix("=>")).unwrap().as_bytes();
+                let target =
+                    value.strip_prefix("->").or_else(|| value.strip_prefix("=>")).unwrap().as_bytes();
                 header.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target);
             }
             _ => {}
