@@ -1,0 +1,201 @@
+//! `rbuild`: the command-line front of the builder. Parses flags (step one, `args.rs`),
+//! resolves them into an engine request (step two, `resolve.rs`), runs the engine and
+//! renders its progress (`progress/`). Exit codes: 0 success, 1 build failure, 2 usage error.
+//!
+//! The whole program is this library's [`main`], so that the end-to-end tests can build the
+//! same program under another binary name; `src/main.rs` only calls it.
+
+mod args;
+mod output_spec;
+mod progress;
+mod resolve;
+
+use anyhow::Result;
+use args::{BuildArgs, Cli, Command, DebugCommand, IrFormat, ProgressMode};
+use clap::Parser;
+use engine::{Engine, EngineConfig, EngineError};
+use progress::Renderer;
+use solver::progress::ProgressSink;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code of a failed build.
+const EXIT_BUILD_FAILED: u8 = 1;
+/// Exit code of a usage error (clap uses it too).
+const EXIT_USAGE: u8 = 2;
+
+/// The `rbuild` program.
+pub fn main() -> ExitCode {
+    // The sandbox re-executes this binary; that path must run before any thread exists.
+    if std::env::args_os().nth(1).is_some_and(|a| a == executor::INIT_ARG) {
+        executor::sandbox_init_main();
+    }
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_BUILD_FAILED);
+        }
+    };
+    let root = resolve::store_root(cli.root.clone());
+    match runtime.block_on(run(cli.command, root)) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<UsageError>() {
+        Some(_) => EXIT_USAGE,
+        None => EXIT_BUILD_FAILED,
+    }
+}
+
+/// An error in how rbuild was called (bad flag value), as opposed to a failed build.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn report(e: &anyhow::Error) {
+    let mut err = std::io::stderr().lock();
+    if let Some(EngineError::Dockerfile { error, text }) = e.downcast_ref::<EngineError>() {
+        let _ = write!(err, "{}", error.render(text));
+        return;
+    }
+    if let Some(EngineError::Solve(solver::SolveError::ProcessFailed { step, tail, .. })) =
+        e.downcast_ref::<EngineError>()
+    {
+        let _ = writeln!(err, "error: {step}: {e}");
+        if !tail.is_empty() {
+            let _ = writeln!(err, "  last output:");
+            for line in tail {
+                let _ = writeln!(err, "  | {line}");
+            }
+        }
+        return;
+    }
+    let _ = writeln!(err, "error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !e.to_string().contains(&text) {
+            let _ = writeln!(err, "  caused by: {text}");
+        }
+        source = s.source();
+    }
+}
+
+fn renderer(mode: ProgressMode, quiet: bool) -> Box<dyn Renderer> {
+    let mode = if quiet { ProgressMode::Quiet } else { mode };
+    match mode {
+        ProgressMode::Plain => Box::new(progress::Plain::new(std::io::stderr())),
+        ProgressMode::Tty => Box::new(progress::Tty::new()),
+        ProgressMode::Auto if std::io::stderr().is_terminal() => Box::new(progress::Tty::new()),
+        ProgressMode::Auto => Box::new(progress::Plain::new(std::io::stderr())),
+        ProgressMode::Rawjson => Box::new(progress::RawJson),
+        ProgressMode::Quiet => Box::new(progress::Quiet),
+    }
+}
+
+fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
+    let init_program = std::env::current_exe()?;
+    let config = EngineConfig {
+        root,
+        init_program,
+        registry: registry::ClientConfig::default(),
+        max_parallel_exec: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let mut told = false;
+    Ok(Engine::open(config, |pid| {
+        if !told {
+            match pid {
+                Some(p) => eprintln!("waiting for another rbuild (pid {p}) to release the store"),
+                None => eprintln!("waiting for another rbuild to release the store"),
+            }
+            told = true;
+        }
+    })?)
+}
+
+async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
+    match command {
+        Command::Build(args) => build(args, root).await,
+        Command::Images => {
+            let engine = open_engine(root)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{:<50} {:<14} {:>10}", "NAME", "IMAGE ID", "SIZE")?;
+            for image in engine.images()? {
+                let id = image.id.as_ref().map_or("-".to_string(), |d| d.short().to_string());
+                writeln!(out, "{:<50} {:<14} {:>10}", image.name, id, progress::human_bytes(image.size))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Debug(DebugCommand::Ir { format, build }) => {
+            let req = resolve::build_request(&build)
+                .map_err(|e| anyhow::Error::new(UsageError(format!("{e:#}"))))?;
+            let engine = open_engine(root)?;
+            let lowered = engine.lower(&req, &ProgressSink::discard()).await?;
+            let text = match format {
+                IrFormat::Text => solver::ir::to_text(&lowered.graph),
+                IrFormat::Dot => solver::ir::to_dot(&lowered.graph),
+                IrFormat::Json => serde_json::to_string_pretty(&lowered.graph)? + "\n",
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn build(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
+    let req = resolve::build_request(&args).map_err(|e| anyhow::Error::new(UsageError(format!("{e:#}"))))?;
+    let engine = open_engine(root)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut renderer = renderer(args.progress, args.quiet);
+    let render = tokio::task::spawn_blocking(move || {
+        while let Some(event) = rx.blocking_recv() {
+            renderer.event(&event);
+        }
+        renderer.finish();
+    });
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        on_signal.cancel();
+    });
+    let result = engine.build(req, ProgressSink::new(tx), cancel).await;
+    let _ = render.await;
+    let outcome = result?;
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, outcome.image_id.as_str())?;
+    }
+    if args.quiet {
+        println!("{}", outcome.image_id);
+    } else {
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "image {} ({} steps run, {} cached)",
+            outcome.image_id, outcome.steps_ran, outcome.steps_cached
+        )?;
+        for name in &outcome.names {
+            writeln!(err, "named {name}")?;
+        }
+        for (name, digest) in &outcome.pushed {
+            writeln!(err, "pushed {name}@{digest}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,5 @@
+//! rbuild under test: the same program as the `rbuild` binary.
+
+fn main() -> std::process::ExitCode {
+    rbuild::main()
+}

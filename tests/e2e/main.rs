@@ -1,0 +1,5 @@
+//! End-to-end tests of rbuild: the real program against a real registry (Debian's
+//! `docker-registry`), real namespaces, overlayfs and cgroups (run as root), and results
+//! checked with independent tools. The `mod` list is the table of contents.
+
+mod harness;
