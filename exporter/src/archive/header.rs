@@ -249,6 +249,7 @@ fn octal(field: &mut [u8], value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn pax_record_lengths_count_themselves() {
@@ -281,6 +282,82 @@ mod tests {
             });
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    fn entry(path: &str, kind: Kind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// Encodes one entry (with zero content) as a whole archive and reads it back.
+    fn round_trip(e: &Entry) -> (tar::Header, Vec<(String, Vec<u8>)>, Vec<u8>) {
+        let mut bytes = encode(e).unwrap();
+        if e.size() > 0 && e.size() < 1 << 20 {
+            bytes.resize(bytes.len() + e.size() as usize + padding(e.size()), 0);
+        }
+        bytes.resize(bytes.len() + 2 * BLOCK, 0);
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut entries = archive.entries().unwrap();
+        let mut got = entries.next().unwrap().unwrap();
+        let pax = got
+            .pax_extensions()
+            .unwrap()
+            .map(|exts| {
+                exts.map(|x| {
+                    let x = x.unwrap();
+                    (x.key().unwrap().to_string(), x.value_bytes().to_vec())
+                })
+                .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let path = got.path_bytes().into_owned();
+        let header = got.header().clone();
+        let _ = got.read_to_end(&mut Vec::new());
+        (header, pax, path)
+    }
+
+    #[test]
+    fn values_beyond_ustar_go_to_pax() {
+        let mut big = entry("big", Kind::File { size: 9 << 30, source: None });
+        big.uid = 3_000_000;
+        big.gid = 4_000_000;
+        big.mtime = -5;
+        let (h, pax, _) = round_trip(&big);
+        let pax: std::collections::BTreeMap<_, _> = pax.into_iter().collect();
+        assert_eq!(pax.get("size").map(Vec::as_slice), Some(&b"9663676416"[..]));
+        assert_eq!(pax.get("uid").map(Vec::as_slice), Some(&b"3000000"[..]));
+        assert_eq!(pax.get("gid").map(Vec::as_slice), Some(&b"4000000"[..]));
+        assert_eq!(pax.get("mtime").map(Vec::as_slice), Some(&b"-5"[..]));
+        assert_eq!(h.username_bytes(), Some(&b""[..]));
+
+        let target = "t".repeat(150);
+        let mut link = entry("l", Kind::Symlink(target.as_bytes().to_vec()));
+        link.xattrs = vec![(b"user.a".to_vec(), b"\x00binary\xff".to_vec())];
+        let (h, pax, _) = round_trip(&link);
+        assert_eq!(h.entry_type(), tar::EntryType::Symlink);
+        assert!(pax.contains(&("linkpath".to_string(), target.into_bytes())));
+        assert!(pax.contains(&("SCHILY.xattr.user.a".to_string(), b"\x00binary\xff".to_vec())));
+
+        let dir = entry(&format!("{}/{}", "a".repeat(150), "b".repeat(20)), Kind::Dir);
+        let (h, pax, path) = round_trip(&dir);
+        assert!(pax.is_empty(), "fits USTAR with a prefix");
+        assert_eq!(path, format!("{}/{}/", "a".repeat(150), "b".repeat(20)).into_bytes());
+        assert_eq!(h.entry_type(), tar::EntryType::Directory);
+    }
+
+    #[test]
+    fn nul_bytes_and_huge_devices_are_errors() {
+        assert!(matches!(encode(&entry("a\0b", Kind::Dir)), Err(HeaderError::NulInName)));
+        let dev = entry("d", Kind::Char { major: 1 << 30, minor: 0 });
+        assert!(matches!(encode(&dev), Err(HeaderError::DeviceTooLarge { .. })));
     }
 
     #[test]
