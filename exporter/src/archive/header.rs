@@ -298,7 +298,9 @@ mod tests {
     }
 
     /// Encodes one entry (with zero content) as a whole archive and reads it back.
-    fn round_trip(e: &Entry) -> (tar::Header, Vec<(String, Vec<u8>)>, Vec<u8>) {
+    type PaxRecords = Vec<(String, Vec<u8>)>;
+
+    fn round_trip(e: &Entry) -> (tar::Header, PaxRecords, Vec<u8>) {
         let mut bytes = encode(e).unwrap();
         if e.size() > 0 && e.size() < 1 << 20 {
             bytes.resize(bytes.len() + e.size() as usize + padding(e.size()), 0);
