@@ -223,6 +223,41 @@ pub struct ResourceStats {
     pub cpu_throttled_periods: Option<u64>,
 }
 
+impl Outcome {
+    /// Why the run did not succeed, in words for the user ("killed: out of memory
+    /// (limit 512 MiB)"); `None` for exit code 0.
+    pub fn failure_reason(&self, limits: &Limits) -> Option<String> {
+        if self.oom_killed {
+            return Some(match limits.memory_bytes {
+                Some(bytes) => format!("killed: out of memory (limit {})", human_bytes(bytes)),
+                None => "killed: out of memory".to_owned(),
+            });
+        }
+        if self.timed_out {
+            return Some(match limits.timeout {
+                Some(t) => format!("killed: timed out after {t:?}"),
+                None => "killed: timed out".to_owned(),
+            });
+        }
+        (!self.exit.success()).then(|| self.exit.to_string())
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// The result of a run that reached the command (or was stopped by its limits).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -236,4 +271,41 @@ pub struct Outcome {
     pub stats: ResourceStats,
     /// Things the user should know, e.g. that no cgroup could be created.
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(exit: ExitStatus, oom: bool, timed_out: bool) -> Outcome {
+        Outcome { exit, oom_killed: oom, timed_out, stats: ResourceStats::default(), warnings: Vec::new() }
+    }
+
+    #[test]
+    fn failure_reasons() {
+        let limits = Limits {
+            memory_bytes: Some(512 << 20),
+            timeout: Some(Duration::from_secs(30)),
+            ..Limits::default()
+        };
+        let cases = [
+            (outcome(ExitStatus::Code(0), false, false), None),
+            (outcome(ExitStatus::Code(3), false, false), Some("exit code 3")),
+            (outcome(ExitStatus::Signal(9), true, false), Some("killed: out of memory (limit 512 MiB)")),
+            (outcome(ExitStatus::Signal(9), false, true), Some("killed: timed out after 30s")),
+            (outcome(ExitStatus::Signal(15), false, false), Some("killed by signal 15")),
+        ];
+        for (o, want) in cases {
+            assert_eq!(o.failure_reason(&limits).as_deref(), want);
+        }
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn cpus_to_quota() {
+        let l = Limits::default().with_cpus(1.5);
+        assert_eq!((l.cpu_quota_us, l.cpu_period_us), (Some(150_000), Some(100_000)));
+        assert!(l.needs_cgroup());
+        assert!(!Limits { timeout: Some(Duration::from_secs(1)), ..Limits::default() }.needs_cgroup());
+    }
 }

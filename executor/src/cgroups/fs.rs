@@ -68,17 +68,21 @@ pub(crate) fn create_dir_all(path: &Path) -> Result<(), CgroupError> {
     std::fs::create_dir_all(path).map_err(|source| CgroupError::io("create", path, source))
 }
 
-/// Removes a cgroup directory, retrying while the kernel still counts exiting tasks in it.
+/// Removes a cgroup directory, retrying (for up to about two seconds) while the kernel
+/// still counts exiting tasks in it.
 pub(crate) fn remove_dir_retrying(path: &Path) -> Result<(), CgroupError> {
-    let mut attempts = 0;
+    let mut delay = std::time::Duration::from_micros(200);
+    let mut waited = std::time::Duration::ZERO;
     loop {
         match std::fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            // EBUSY: tasks that were just killed are still leaving the cgroup.
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempts < 200 => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
+            // EBUSY: tasks that just exited are still leaving the cgroup; that usually
+            // takes well under a millisecond, so start with short naps.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < std::time::Duration::from_secs(2) => {
+                std::thread::sleep(delay);
+                waited += delay;
+                delay = (delay * 2).min(std::time::Duration::from_millis(50));
             }
             Err(source) => return Err(CgroupError::io("remove", path, source)),
         }

@@ -58,7 +58,8 @@ pub(super) fn lookup(name: &str, env: &[String], cwd: &str) -> Result<PathBuf, S
     if name.contains('/') {
         return Ok(PathBuf::from(name));
     }
-    let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(FALLBACK_PATH);
+    // The first PATH wins, as with getenv(3).
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(FALLBACK_PATH);
     for dir in path.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let mut candidate = PathBuf::from(dir).join(name);

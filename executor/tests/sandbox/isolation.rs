@@ -177,3 +177,33 @@ async fn symlinks_to_the_host_cannot_redirect_writes() {
     );
     assert!(!std::path::Path::new("/pwned").exists());
 }
+
+#[tokio::test]
+async fn glibc_threads_work_under_seccomp() {
+    require_root!();
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipped: needs the host's /usr/bin/python3");
+        return;
+    }
+    let sb = Sandbox::new();
+    // The host's /usr read-only, with the merged-/usr links its dynamic loader needs.
+    let links = sb.path("links");
+    std::fs::create_dir(&links).unwrap();
+    std::os::unix::fs::symlink("usr/lib", links.join("lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib64", links.join("lib64")).unwrap();
+    let mut spec = sb.spec("");
+    spec.rootfs = Rootfs::Overlay {
+        lower: vec![links, sb.path("lower")],
+        upper: sb.path("upper"),
+        work: sb.path("work"),
+    };
+    spec.mounts = vec![executor::Mount {
+        dest: "/usr".into(),
+        kind: executor::MountKind::Bind { source: "/usr".into(), readonly: true },
+    }];
+    // glibc's pthread_create tries clone3 first and only falls back to clone on ENOSYS.
+    let script =
+        "import threading\nt = threading.Thread(target=lambda: print('thread ok'))\nt.start(); t.join()";
+    spec.args = vec!["/usr/bin/python3".into(), "-c".into(), script.into()];
+    assert_eq!(sb.run(spec).await.ok(), "thread ok\n");
+}

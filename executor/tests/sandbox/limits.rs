@@ -89,3 +89,22 @@ async fn timeout_kills_and_reports() {
     assert_eq!(outcome.exit, ExitStatus::Signal(9));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn without_cgroups_limits_are_refused_and_usage_comes_from_rusage() {
+    require_root!();
+    let sb = Sandbox::with_driver(executor::CgroupDriver::Disabled);
+    assert_eq!(sb.executor.cgroup_version(), None);
+    let ran = sb.run(sb.spec("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")).await;
+    let outcome = ran.outcome();
+    assert!(outcome.exit.success());
+    assert!(outcome.stats.cpu_time > Duration::ZERO, "{:?}", outcome.stats);
+    assert!(outcome.stats.peak_memory_bytes.unwrap_or(0) > 0, "{:?}", outcome.stats);
+    let mut spec = sb.spec("true");
+    spec.limits.memory_bytes = Some(64 << 20);
+    let result = sb.run(spec).await.result;
+    assert!(
+        matches!(result, Err(executor::ExecutorError::Cgroup(executor::CgroupError::Unavailable { .. }))),
+        "{result:?}"
+    );
+}

@@ -9,3 +9,4 @@ mod cgroup_v2;
 mod isolation;
 mod limits;
 mod mounts;
+mod overhead;

@@ -105,7 +105,15 @@ impl Cgroup {
             // processes (often rbuild's own) cannot delegate controllers; an absolute
             // cgroup parent avoids it.
             if let Err(e) = fs::write(&dir.join("cgroup.subtree_control"), &format!("+{controller}")) {
+                let busy = matches!(&e, CgroupError::Io { source, .. } if source.raw_os_error() == Some(libc::EBUSY));
                 return match needed_for {
+                    Some(_) if busy => Err(CgroupError::Unavailable {
+                        reason: format!(
+                            "cannot delegate the {controller} controller below {}: it holds processes; \
+                             use an absolute cgroup parent such as /rbuild",
+                            dir.display()
+                        ),
+                    }),
                     Some(_) => Err(e),
                     None => Ok(()),
                 };
