@@ -149,7 +149,11 @@ impl MutableLayer {
     }
 
     /// Makes the layer immutable and part of the store: removes the work directory,
-    /// measures the diff, flushes it to disk and records it in the database.
+    /// measures the diff and records it in the database.
+    ///
+    /// The files are flushed to disk later, in one batch (see [`crate::Store::sync`]): a
+    /// crash of the process loses nothing, and after a power loss the next open drops the
+    /// layers that were not flushed yet.
     ///
     /// Fails with [`StoreError::LayerBusy`] while a writable mount of the layer is alive;
     /// the layer is then discarded once that mount is dropped.
@@ -173,7 +177,6 @@ impl MutableLayer {
             Err(e) => return Err(io_err("remove work directory", &self.work)(e)),
         }
         let scan = scan_layer(&self.diff)?;
-        fsutil::sync_filesystem(&self.diff)?;
         let mut record = crate::meta::LayerRecord {
             size: scan.size,
             created_unix: crate::meta::now_unix(),
@@ -183,7 +186,7 @@ impl MutableLayer {
         };
         fill(&mut record);
         let id = self.guard.id.clone();
-        self.store.meta.insert_layer_with_import(&id, &record, import_key)?;
+        self.store.meta.insert_layer_with_import(&id, &record, import_key, &self.store.boot_id)?;
         self.guard.committed.store(true, Ordering::SeqCst);
         self.store.pins.note_new_layer(&id);
         Ok(id)

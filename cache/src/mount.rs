@@ -25,11 +25,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// shorter or rejected.
 const MAX_MOUNT_DATA: usize = 4095;
 
-/// Options that keep the upper directory in plain upperdir format, so a layer can be
-/// exported and reused as a lower layer anywhere: no inode index tying the upper to its
-/// lowers, no directory-rename redirects and no metadata-only copy-ups (both are xattrs
-/// that a tar exporter cannot represent).
-const PORTABLE_UPPER_OPTS: &str = "index=off,redirect_dir=off,metacopy=off";
+/// Options for writable mounts, best first; older kernels reject some, so each is tried in
+/// turn. `index=off`, `redirect_dir=off` and `metacopy=off` keep the upper directory in
+/// plain upperdir format, so a layer can be exported and reused as a lower layer anywhere:
+/// no inode index tying the upper to its lowers, no directory-rename redirects and no
+/// metadata-only copy-ups (both are xattrs a tar exporter cannot represent). `volatile`
+/// (Linux 5.10) skips overlay's own syncs: the store flushes committed layers itself, in
+/// one batch, and discards uncommitted ones after a crash.
+pub(crate) const UPPER_OPTION_TIERS: [&str; 3] =
+    ["index=off,redirect_dir=off,metacopy=off,volatile", "index=off,redirect_dir=off,metacopy=off", ""];
 
 /// Errors of mounting and unmounting.
 #[derive(Debug, thiserror::Error)]
@@ -114,11 +118,11 @@ impl Store {
         let records = self.inner.check_chain(chain)?;
         let pin = self.inner.pins.pin(chain);
         let target = self.new_mount_point()?;
+        let mut lowers = self.lower_dirs(chain);
         let result = match chain {
             [] => bind_readonly(&self.inner.empty_dir, &target),
             [only] if !records[0].has_whiteouts => bind_readonly(&self.inner.layer_dir(only), &target),
             _ => {
-                let mut lowers = self.lower_dirs(chain);
                 // overlay needs two lower layers without an upper one; the empty directory
                 // also makes whiteouts of a single layer disappear as they should.
                 if lowers.len() == 1 {
@@ -154,33 +158,28 @@ impl Store {
             }
             let upper_dirs = Some((upper.diff_dir(), upper.work_dir()));
             let mounted = match self.inner.overlay_opts.get() {
-                Some(true) => {
-                    mount_overlay(&target, &lowers, upper_dirs, PORTABLE_UPPER_OPTS, MountFlags::empty())
+                Some(&tier) => {
+                    mount_overlay(&target, &lowers, upper_dirs, UPPER_OPTION_TIERS[tier], MountFlags::empty())
                 }
-                Some(false) => mount_overlay(&target, &lowers, upper_dirs, "", MountFlags::empty()),
                 None => {
-                    let first =
-                        mount_overlay(&target, &lowers, upper_dirs, PORTABLE_UPPER_OPTS, MountFlags::empty());
-                    match first {
-                        Ok(()) => {
-                            let _ = self.inner.overlay_opts.set(true);
-                            Ok(())
-                        }
-                        // Kernels before 4.19 do not know all of these options.
-                        Err(StoreError::Mount(MountError::Mount { source, .. }))
-                            if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
-                        {
-                            let second = mount_overlay(&target, &lowers, upper_dirs, "", MountFlags::empty());
-                            if second.is_ok() {
-                                tracing::warn!(
-                                    "overlayfs rejects {PORTABLE_UPPER_OPTS}; using kernel defaults"
-                                );
-                                let _ = self.inner.overlay_opts.set(false);
+                    let mut result = Ok(());
+                    for (tier, opts) in UPPER_OPTION_TIERS.iter().enumerate() {
+                        result = mount_overlay(&target, &lowers, upper_dirs, opts, MountFlags::empty());
+                        match &result {
+                            Ok(()) => {
+                                if tier > 0 {
+                                    tracing::info!(options = opts, "overlayfs rejected better options");
+                                }
+                                let _ = self.inner.overlay_opts.set(tier);
+                                break;
                             }
-                            second
+                            Err(StoreError::Mount(MountError::Mount { source, .. }))
+                                if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                            }
+                            Err(_) => break,
                         }
-                        Err(e) => Err(e),
                     }
+                    result
                 }
             };
             finish_mount(mounted, target, Some(upper.guard.clone()), pin)

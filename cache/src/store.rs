@@ -43,9 +43,12 @@ pub(crate) struct StoreInner {
     pub(crate) pins: Arc<Pins>,
     /// One garbage collection at a time.
     pub(crate) gc_lock: Mutex<()>,
-    /// Whether overlayfs accepts `index=off,redirect_dir=off,metacopy=off` (decided at the
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`): layers written in an earlier
+    /// boot and never flushed may have lost data in a power failure.
+    pub(crate) boot_id: String,
+    /// Which of [`crate::mount::UPPER_OPTION_TIERS`] this kernel accepts (decided at the
     /// first writable mount).
-    pub(crate) overlay_opts: OnceLock<bool>,
+    pub(crate) overlay_opts: OnceLock<usize>,
     // Last field: dropped after the database is closed.
     _lock: StoreLock,
 }
@@ -63,8 +66,11 @@ pub struct Recovery {
     pub stale_mounts: usize,
     /// Layer directories without a committed record that were removed.
     pub uncommitted_layers: usize,
-    /// Records that named missing files and were dropped (should not happen).
+    /// Records dropped because they named missing or lost layers.
     pub dropped_records: usize,
+    /// Layers committed but not yet flushed to disk when the machine went down; their
+    /// files may be incomplete, so they were dropped with the records naming them.
+    pub unflushed_layers: usize,
 }
 
 impl Store {
@@ -117,8 +123,18 @@ impl Store {
 
         let pins = Arc::new(Pins::default());
         let meta = Meta::open(&root.join("meta.redb"), content.clone(), pins.clone())?;
-        let report = meta.repair(|id| layers_dir.join(id.as_str()).join("diff").is_dir())?;
-        recovery.dropped_records = report.dropped_layers + report.dropped_cache_records;
+        let boot_id = current_boot_id();
+        let lost: std::collections::HashSet<LayerId> = meta
+            .unsynced()?
+            .into_iter()
+            .filter(|(_, boot)| boot_id.is_empty() || *boot != boot_id)
+            .map(|(id, _)| id)
+            .collect();
+        recovery.unflushed_layers = lost.len();
+        let report =
+            meta.repair(|id| !lost.contains(id) && layers_dir.join(id.as_str()).join("diff").is_dir())?;
+        recovery.dropped_records =
+            report.dropped_cache_records + report.dropped_layers.saturating_sub(lost.len());
         for entry in fs::read_dir(&layers_dir).map_err(io_err("read directory", &layers_dir))? {
             let entry = entry.map_err(io_err("read directory", &layers_dir))?;
             let known = entry.file_name().to_str().and_then(|n| n.parse::<LayerId>().ok());
@@ -142,9 +158,13 @@ impl Store {
             meta,
             pins,
             gc_lock: Mutex::new(()),
+            boot_id,
             overlay_opts: OnceLock::new(),
             _lock: lock,
         };
+        // Layers of a crashed process of this boot are complete in the page cache; make
+        // them durable now.
+        inner.sync_layers()?;
         Ok((Store { inner: Arc::new(inner) }, recovery))
     }
 
@@ -194,9 +214,19 @@ impl Store {
     }
 
     /// The diff directories of `chain` (base first), top-most first: overlay's `lowerdir`
-    /// order.
+    /// order. A layer that occurs several times (a merge of chains sharing a base) is
+    /// listed once, at its top-most place: that shows the same tree, and overlayfs refuses
+    /// a directory twice.
     pub fn lower_dirs(&self, chain: &[LayerId]) -> Vec<PathBuf> {
-        chain.iter().rev().map(|id| self.inner.layer_dir(id)).collect()
+        let mut seen = std::collections::HashSet::new();
+        chain.iter().rev().filter(|id| seen.insert(*id)).map(|id| self.inner.layer_dir(id)).collect()
+    }
+
+    /// Flushes the files of every layer committed so far to disk (one `syncfs`), so they
+    /// survive a power failure. Also done when the store closes; call it at the end of a
+    /// build to bound what a power failure can cost.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync_layers()
     }
 
     /// Protects what a build creates from garbage collection until the lease is dropped.
@@ -206,6 +236,15 @@ impl Store {
 }
 
 impl StoreInner {
+    fn sync_layers(&self) -> Result<(), StoreError> {
+        let pending: Vec<LayerId> = self.meta.unsynced()?.into_iter().map(|(id, _)| id).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        crate::fsutil::sync_filesystem(&self.layers_dir)?;
+        self.meta.mark_synced(&pending)
+    }
+
     pub(crate) fn layer_dir(&self, id: &LayerId) -> PathBuf {
         self.layers_dir.join(id.as_str()).join("diff")
     }
@@ -217,6 +256,19 @@ impl StoreInner {
             .map(|id| self.meta.layer(id)?.ok_or_else(|| StoreError::LayerNotFound(id.clone())))
             .collect()
     }
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync_layers() {
+            tracing::warn!(error = %e, "could not flush layers to disk");
+        }
+    }
+}
+
+/// This boot's id, or empty when the kernel does not say.
+fn current_boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// Makes sure the shared empty directory is empty (it is the bottom layer of mounts).

@@ -108,8 +108,15 @@ impl Store {
         let key = import_key(parent, diff_id);
         let layer_blob = LayerBlob { compression, descriptor: blob.clone(), diff_id: diff_id.clone() };
         if let Some(id) = self.meta().imported_layer(&key)? {
-            let known = self.meta().layer(&id)?.is_some_and(|r| r.blob(compression).is_some());
-            if !known && self.content().contains(&blob.digest) {
+            let known = self
+                .meta()
+                .layer(&id)?
+                .is_some_and(|r| r.blobs.iter().any(|b| b.descriptor.digest == blob.digest));
+            if !known {
+                // Another blob of content already imported: check it really holds that
+                // content before recording it as an exportable form of the layer.
+                let actual = self.read_layer_blob(blob, compression, |_| Ok(()))?;
+                check_diff_id(blob, diff_id, actual)?;
                 self.meta().set_layer_blob(&id, layer_blob)?;
             }
             self.inner.pins.note_used_layers(std::slice::from_ref(&id));
@@ -117,29 +124,47 @@ impl Store {
         }
 
         let layer = self.new_layer()?;
-        let file = self.content().open_blob(&blob.digest)?;
         let lowers = self.lower_dirs(parent);
+        let actual = self.read_layer_blob(blob, compression, |tar| {
+            unpack::apply_tar(tar, layer.diff_dir(), &lowers, &blob.digest)
+        })?;
+        check_diff_id(blob, diff_id, actual)?;
+        layer.commit_record(
+            |rec| {
+                rec.diff_id = Some(diff_id.clone());
+                rec.blobs.push(layer_blob);
+            },
+            Some(&key),
+        )
+    }
+
+    /// Streams the stored blob through its decompressor into `consume`, checking the stored
+    /// bytes against the descriptor, and returns the digest of the whole uncompressed
+    /// stream (including what `consume` left unread, such as the tar's trailing padding).
+    fn read_layer_blob(
+        &self,
+        blob: &Descriptor,
+        compression: Compression,
+        consume: impl FnOnce(&mut dyn Read) -> Result<(), StoreError>,
+    ) -> Result<Digest, StoreError> {
+        let read_err = |source| ImportError::Read { digest: blob.digest.clone(), source };
+        let file = self.content().open_blob(&blob.digest)?;
         let mut packed = HashingReader::new(file);
-        let actual_diff_id = {
+        let diff_id = {
             let buffered = BufReader::with_capacity(256 * 1024, &mut packed);
             let decoder: Box<dyn Read> = match compression {
                 Compression::Uncompressed => Box::new(buffered),
                 Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-                Compression::Zstd => Box::new(
-                    zstd::stream::read::Decoder::with_buffer(buffered)
-                        .map_err(|source| ImportError::Read { digest: blob.digest.clone(), source })?,
-                ),
+                Compression::Zstd => {
+                    Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(read_err)?)
+                }
             };
             let mut tar_stream = HashingReader::new(decoder);
-            unpack::apply_tar(&mut tar_stream, layer.diff_dir(), &lowers, &blob.digest)?;
-            // The tar reader stops at the end-of-archive marker; the diff id covers the
-            // padding after it too.
-            io::copy(&mut tar_stream, &mut io::sink())
-                .map_err(|source| ImportError::Read { digest: blob.digest.clone(), source })?;
+            consume(&mut tar_stream)?;
+            io::copy(&mut tar_stream, &mut io::sink()).map_err(read_err)?;
             tar_stream.hasher.finish()
         };
-        io::copy(&mut packed, &mut io::sink())
-            .map_err(|source| ImportError::Read { digest: blob.digest.clone(), source })?;
+        io::copy(&mut packed, &mut io::sink()).map_err(read_err)?;
         let size = packed.hasher.len();
         let actual = packed.hasher.finish();
         if actual != blob.digest || size != blob.size {
@@ -151,22 +176,16 @@ impl Store {
             }
             .into());
         }
-        if actual_diff_id != *diff_id {
-            return Err(ImportError::DiffIdMismatch {
-                digest: blob.digest.clone(),
-                expected: diff_id.clone(),
-                actual: actual_diff_id,
-            }
-            .into());
-        }
-        layer.commit_record(
-            |rec| {
-                rec.diff_id = Some(diff_id.clone());
-                rec.blobs.push(layer_blob);
-            },
-            Some(&key),
-        )
+        Ok(diff_id)
     }
+}
+
+fn check_diff_id(blob: &Descriptor, expected: &Digest, actual: Digest) -> Result<(), StoreError> {
+    if actual == *expected {
+        return Ok(());
+    }
+    Err(ImportError::DiffIdMismatch { digest: blob.digest.clone(), expected: expected.clone(), actual }
+        .into())
 }
 
 /// The key under which an import of `diff_id` on `parent` is remembered.

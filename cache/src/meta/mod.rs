@@ -8,6 +8,7 @@
 //! - `imports`: hash of (parent chain, diff id) → layer id, so importing a blob twice on
 //!   the same parents reuses the first layer
 //! - `kv`: `namespace NUL key` → bytes, small blobs typed by their caller
+//! - `unsynced`: layer id → boot id, for layers whose files may not be on disk yet
 //!
 //! Invariant: a record never names a layer or blob that is not present. Writers check it
 //! inside the write transaction; garbage collection removes records before files.
@@ -39,6 +40,7 @@ const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const IMPORTS: TableDefinition<&str, &str> = TableDefinition::new("imports");
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const UNSYNCED: TableDefinition<&str, &str> = TableDefinition::new("unsynced");
 
 /// Everything in the database at one instant (for garbage collection and usage).
 #[derive(Debug, Default)]
@@ -77,6 +79,7 @@ impl Meta {
             txn.open_table(IMAGES).map_err(db_err(&meta.path))?;
             txn.open_table(IMPORTS).map_err(db_err(&meta.path))?;
             txn.open_table(KV).map_err(db_err(&meta.path))?;
+            txn.open_table(UNSYNCED).map_err(db_err(&meta.path))?;
             Ok(())
         })?;
         Ok(meta)
@@ -239,24 +242,58 @@ impl Meta {
         })
     }
 
-    /// Records a newly committed layer (and, for an imported layer, its import key).
+    /// Records a newly committed layer (and, for an imported layer, its import key). The
+    /// layer is noted as not yet flushed to disk in boot `boot_id`, see [`Meta::unsynced`].
     pub(crate) fn insert_layer_with_import(
         &self,
         id: &LayerId,
         record: &LayerRecord,
         import_key: Option<&str>,
+        boot_id: &str,
     ) -> Result<(), StoreError> {
         for b in &record.blobs {
             if !self.content.contains(&b.descriptor.digest) {
                 return Err(ContentError::NotFound(b.descriptor.digest.clone()).into());
             }
         }
-        self.write(true, |txn| {
+        // Not flushed on its own: a layer record lost in a crash leaves an unreferenced
+        // directory that the next open removes, and the record that makes the layer
+        // useful (a cache record) is a durable commit that flushes this one too.
+        self.write(false, |txn| {
             let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
             t.insert(id.as_str(), encode(record).as_slice()).map_err(db_err(&self.path))?;
+            let mut unsynced = txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
+            unsynced.insert(id.as_str(), boot_id).map_err(db_err(&self.path))?;
             if let Some(key) = import_key {
                 let mut imports = txn.open_table(IMPORTS).map_err(db_err(&self.path))?;
                 imports.insert(key, id.as_str()).map_err(db_err(&self.path))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Layers whose files may still be only in the page cache, with the boot they were
+    /// written in.
+    pub(crate) fn unsynced(&self) -> Result<Vec<(LayerId, String)>, StoreError> {
+        self.read(|txn| {
+            let t = txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(db_err(&self.path))? {
+                let (k, v) = item.map_err(db_err(&self.path))?;
+                if let Ok(id) = k.value().parse() {
+                    out.push((id, v.value().to_string()));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Forgets that `ids` are unflushed (after the file system was synced).
+    pub(crate) fn mark_synced(&self, ids: &[LayerId]) -> Result<(), StoreError> {
+        self.write(true, |txn| {
+            let mut t = txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
+            for id in ids {
+                t.remove(id.as_str()).map_err(db_err(&self.path))?;
             }
             Ok(())
         })
@@ -407,6 +444,10 @@ impl Meta {
                     removed.push(id.clone());
                 }
             }
+            let mut unsynced = txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
+            for id in &removed {
+                unsynced.remove(id.as_str()).map_err(db_err(&self.path))?;
+            }
             let removed_set: std::collections::HashSet<&str> = removed.iter().map(|i| i.as_str()).collect();
             let mut imports = txn.open_table(IMPORTS).map_err(db_err(&self.path))?;
             imports.retain(|_, v| !removed_set.contains(v)).map_err(db_err(&self.path))?;
@@ -416,7 +457,7 @@ impl Meta {
 
     /// Drops layer records whose directory is gone and cache records naming them, and blob
     /// entries whose blob is gone. Run at open, under the store lock.
-    pub(crate) fn repair(&self, layer_exists: impl Fn(&LayerId) -> bool) -> Result<RepairReport, StoreError> {
+    pub(crate) fn repair(&self, layer_usable: impl Fn(&LayerId) -> bool) -> Result<RepairReport, StoreError> {
         self.write(true, |txn| {
             let mut report = RepairReport::default();
             let mut layers = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
@@ -428,7 +469,7 @@ impl Meta {
                     fixes.push((k.value().to_string(), None));
                     continue;
                 };
-                if !layer_exists(&id) {
+                if !layer_usable(&id) {
                     fixes.push((k.value().to_string(), None));
                     continue;
                 }
@@ -468,6 +509,10 @@ impl Meta {
             let mut imports = txn.open_table(IMPORTS).map_err(db_err(&self.path))?;
             imports
                 .retain(|_, v| v.parse::<LayerId>().is_ok_and(|id| keep.contains(&id)))
+                .map_err(db_err(&self.path))?;
+            let mut unsynced = txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
+            unsynced
+                .retain(|k, _| k.parse::<LayerId>().is_ok_and(|id| keep.contains(&id)))
                 .map_err(db_err(&self.path))?;
             report.layers = keep;
             Ok(report)

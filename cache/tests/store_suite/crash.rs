@@ -41,7 +41,7 @@ fn child_process_entry() {
                 .put_cache(&Digest::of_bytes(b"k1"), &CacheRecord::new(vec![l1.clone()], "base"))
                 .unwrap();
             let upper = store.new_layer().unwrap();
-            let m = store.mount_writable(&[l1.clone()], &upper).unwrap();
+            let m = store.mount_writable(std::slice::from_ref(&l1), &upper).unwrap();
             std::fs::write(m.path().join("written"), b"w").unwrap();
             let loose = store.new_layer().unwrap();
             std::fs::write(loose.diff_dir().join("half"), b"h").unwrap();
@@ -230,4 +230,41 @@ fn assert_consistent(store: &Store) {
     // Usage accounts for every byte: nothing is counted that is not on disk.
     let usage = store.usage().unwrap();
     assert!(usage.total_bytes >= usage.layers_bytes + usage.blobs_bytes);
+}
+
+#[test]
+fn layers_not_flushed_before_a_power_failure_are_dropped() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mut child = ChildProc::start("crash", &root);
+    let l1: cache::LayerId = child.ready().parse().unwrap();
+    child.kill();
+    // Pretend the machine rebooted since: the layer was recorded in another boot and its
+    // files were never flushed, so they cannot be trusted.
+    {
+        const UNSYNCED: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("unsynced");
+        let db = redb::Database::open(root.join("meta.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(UNSYNCED).unwrap();
+            let ids: Vec<String> = {
+                use redb::ReadableTable;
+                t.iter().unwrap().map(|e| e.unwrap().0.value().to_string()).collect()
+            };
+            assert_eq!(ids, [l1.to_string()]);
+            for id in ids {
+                t.insert(id.as_str(), "an-earlier-boot").unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let (store, recovery) = Store::open_with_recovery(&root).unwrap();
+    assert_eq!(recovery.unflushed_layers, 1);
+    assert_eq!(recovery.dropped_records, 1, "the cache record naming the lost layer");
+    assert!(store.meta().layer(&l1).unwrap().is_none());
+    assert!(store.meta().get_cache(&Digest::of_bytes(b"k1")).unwrap().is_none());
+    assert!(names(&root.join("layers")).is_empty());
+    assert!(mounts_under(&root.join("mnt")).is_empty());
 }

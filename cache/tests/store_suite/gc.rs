@@ -90,7 +90,7 @@ fn without_all_records_sharing_image_layers_stay() {
     let on_image = t.layer_with_file("a", b"a");
     let alone = t.layer_with_file("b", b"b");
     record(&t, "on image", &[base.clone(), on_image.clone()], 0);
-    record(&t, "alone", &[alone.clone()], 0);
+    record(&t, "alone", std::slice::from_ref(&alone), 0);
     let report = t.store.prune(&PrunePolicy::default()).unwrap();
     let removed: Vec<_> = report.removed.iter().map(|r| r.description.as_str()).collect();
     assert_eq!(removed, ["alone"]);
@@ -104,8 +104,8 @@ fn keep_duration_keeps_recently_used_records() {
     let t = TestStore::new();
     let old = t.layer_with_file("old", b"o");
     let new = t.layer_with_file("new", b"n");
-    record(&t, "old", &[old.clone()], 7200);
-    record(&t, "new", &[new.clone()], 10);
+    record(&t, "old", std::slice::from_ref(&old), 7200);
+    record(&t, "new", std::slice::from_ref(&new), 10);
     let policy = PrunePolicy { all: true, keep_duration: Some(Duration::from_secs(3600)), keep_bytes: None };
     let report = t.store.prune(&policy).unwrap();
     assert_eq!(report.removed.iter().map(|r| r.description.as_str()).collect::<Vec<_>>(), ["old"]);
@@ -141,7 +141,7 @@ fn usage_tells_shared_from_exclusive() {
     let c = t.layer_with_file("c", &[0u8; 30_000]);
     record(&t, "ab", &[a.clone(), b.clone()], 30);
     record(&t, "ac", &[a.clone(), c.clone()], 20);
-    record(&t, "c", &[c.clone()], 10);
+    record(&t, "c", std::slice::from_ref(&c), 10);
     let size = |id: &LayerId| t.store.meta().layer(id).unwrap().unwrap().size;
     let usage = t.store.usage().unwrap();
     let by_name = |n: &str| usage.records.iter().find(|r| r.description == n).unwrap().clone();

@@ -89,7 +89,7 @@ fn whiteouts_and_opaque_dirs_hide_lower_content() {
         .dir("d/", 0o700)
         .file("d/fresh", b"f", 0o644)
         .finish();
-    let l2 = t.import(&[l1.clone()], &top, Compression::Zstd);
+    let l2 = t.import(std::slice::from_ref(&l1), &top, Compression::Zstd);
 
     let diff = t.store.layer_dir(&l2);
     assert!(is_whiteout(&diff.join("a/1")));
@@ -115,7 +115,7 @@ fn whiteout_after_same_layer_entry_keeps_that_entry() {
     // The whiteout comes after this layer's own d/: per the OCI rules it only hides d of
     // the lower layers.
     let top = TarBuilder::new().file("d/upper", b"u", 0o644).whiteout("d").finish();
-    let l2 = t.import(&[l1.clone()], &top, Compression::Gzip);
+    let l2 = t.import(std::slice::from_ref(&l1), &top, Compression::Gzip);
     let m = t.store.mount_readonly(&[l1, l2]).unwrap();
     assert_eq!(names(&m.path().join("d")), ["upper"]);
 }
@@ -131,7 +131,7 @@ fn hard_link_to_a_lower_layer_file_is_copied_up() {
     let l1 = t.import(&[], &base, Compression::Gzip);
     let top =
         TarBuilder::new().hardlink("opt/tool-link", "opt/tool").file("opt/other/new", b"n", 0o644).finish();
-    let l2 = t.import(&[l1.clone()], &top, Compression::Gzip);
+    let l2 = t.import(std::slice::from_ref(&l1), &top, Compression::Gzip);
 
     let diff = t.store.layer_dir(&l2);
     let a = fs::metadata(diff.join("opt/tool")).unwrap();
@@ -158,7 +158,7 @@ fn hard_link_to_a_missing_or_deleted_target_is_rejected() {
     ];
     for (what, tar) in cases {
         let (desc, diff_id) = put_layer_blob(&t.store, &tar, Compression::Gzip);
-        let err = t.store.import_layer(&[l1.clone()], &desc, &diff_id).unwrap_err();
+        let err = t.store.import_layer(std::slice::from_ref(&l1), &desc, &diff_id).unwrap_err();
         assert!(
             matches!(&err, StoreError::Import(ImportError::InvalidEntry { reason, .. }) if reason.contains("not found")),
             "{what}: {err}"
@@ -226,8 +226,18 @@ fn every_compression_imports_and_reimport_reuses_the_layer() {
     let rec = t.store.meta().layer(&ids[0]).unwrap().unwrap();
     assert_eq!(rec.blobs.len(), 3, "one blob per compression");
     assert_eq!(t.store.meta().list_layers().unwrap().len(), 1);
+    // A blob claiming the same diff id with other content is verified, not trusted.
+    let liar = TarBuilder::new().file("hello", b"lies", 0o644).finish();
+    let (mut desc, _) = put_layer_blob(&t.store, &liar, Compression::Zstd);
+    desc.media_type = MediaType::OciLayerZstd;
+    let err = t.store.import_layer(&[], &desc, &Digest::of_bytes(&tar)).unwrap_err();
+    assert!(matches!(err, StoreError::Import(ImportError::DiffIdMismatch { .. })), "{err}");
+    assert_eq!(
+        t.store.meta().layer(&ids[0]).unwrap().unwrap().blob(Compression::Zstd).unwrap().diff_id,
+        Digest::of_bytes(&tar)
+    );
     // On another parent the same blob is a different layer.
-    let other = t.import(&[ids[0].clone()], &tar, Compression::Gzip);
+    let other = t.import(std::slice::from_ref(&ids[0]), &tar, Compression::Gzip);
     assert_ne!(other, ids[0]);
 }
 

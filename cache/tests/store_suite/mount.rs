@@ -65,7 +65,7 @@ fn writable_mount_records_changes_in_the_upper_layer() {
         Compression::Gzip,
     );
     let upper = t.store.new_layer().unwrap();
-    let m = t.store.mount_writable(&[base.clone()], &upper).unwrap();
+    let m = t.store.mount_writable(std::slice::from_ref(&base), &upper).unwrap();
     let root = m.path();
     fs::write(root.join("etc/config"), b"new").unwrap();
     fs::remove_file(root.join("etc/remove-me")).unwrap();
@@ -73,7 +73,10 @@ fn writable_mount_records_changes_in_the_upper_layer() {
     fs::create_dir(root.join("var/data")).unwrap();
     fs::write(root.join("var/data/b"), b"b").unwrap();
     fs::write(root.join("added"), b"+").unwrap();
-    assert!(matches!(t.store.mount_writable(&[base.clone()], &upper), Err(StoreError::LayerBusy { .. })));
+    assert!(matches!(
+        t.store.mount_writable(std::slice::from_ref(&base), &upper),
+        Err(StoreError::LayerBusy { .. })
+    ));
     drop(m);
 
     let diff = upper.diff_dir().to_path_buf();
@@ -134,7 +137,7 @@ fn unknown_layers_are_not_found() {
     require_root!();
     let t = TestStore::new();
     let ghost: LayerId = "ghost".parse().unwrap();
-    let err = t.store.mount_readonly(&[ghost.clone()]).unwrap_err();
+    let err = t.store.mount_readonly(std::slice::from_ref(&ghost)).unwrap_err();
     assert!(matches!(err, StoreError::LayerNotFound(ref id) if *id == ghost), "{err}");
     let upper = t.store.new_layer().unwrap();
     assert!(t.store.mount_writable(&[ghost], &upper).is_err());
@@ -168,4 +171,32 @@ fn deep_chains_with_long_paths_still_mount() {
     assert!(is_whiteout(&upper.diff_dir().join("f00")));
     drop(m);
     assert!(fs::read_dir(root.join("mnt")).unwrap().next().is_none());
+}
+
+#[test]
+fn chains_repeating_a_layer_mount_with_its_top_most_place() {
+    require_root!();
+    let t = TestStore::new();
+    let a = t.import(&[], &TarBuilder::new().file("f", b"from a", 0o644).finish(), Compression::Gzip);
+    let b = t.import(
+        std::slice::from_ref(&a),
+        &TarBuilder::new().file("f", b"from b", 0o644).finish(),
+        Compression::Gzip,
+    );
+    let chain = [a.clone(), b.clone(), a.clone()];
+    assert_eq!(t.store.lower_dirs(&chain), [t.store.layer_dir(&a), t.store.layer_dir(&b)]);
+    let m = t.store.mount_readonly(&chain).unwrap();
+    assert_eq!(fs::read(m.path().join("f")).unwrap(), b"from a");
+    let upper = t.store.new_layer().unwrap();
+    let w = t.store.mount_writable(&chain, &upper).unwrap();
+    assert_eq!(fs::read(w.path().join("f")).unwrap(), b"from a");
+}
+
+#[test]
+fn handles_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<cache::MutableLayer>();
+    assert_send_sync::<cache::Mounted>();
+    assert_send_sync::<cache::Lease>();
 }
