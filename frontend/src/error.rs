@@ -162,10 +162,8 @@ impl DockerfileError {
                 let pad = expanded_width(&text[..from - start]);
                 let marks = expanded_width(&text[from - start..to - start]).max(1);
                 out.push_str(&format!("{:width$} | {}{}", "", " ".repeat(pad), "^".repeat(marks)));
-                if line == last_line.min(self.line.max(self.span.end_line)) {
-                    if let Some(help) = &self.help {
-                        out.push_str(&format!(" {help}"));
-                    }
+                if let Some(help) = self.help.as_ref().filter(|_| line == last_line) {
+                    out.push_str(&format!(" {help}"));
                 }
                 out.push('\n');
             }

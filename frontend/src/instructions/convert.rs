@@ -5,8 +5,8 @@ use super::flags::{BFlags, FlagError};
 use super::run_flags::{NetworkMode, SecurityMode, parse_device};
 use super::run_mount::MountSpec;
 use super::{
-    AddCommand, ArgDef, Command, CommandLine, CopyCommand, FromCommand, Healthcheck, HealthcheckSpec, HeredocSource,
-    Instruction, KeyValue, OnbuildCommand, RunCommand, parse_go_duration,
+    AddCommand, ArgDef, Command, CommandLine, CopyCommand, FromCommand, Healthcheck, HealthcheckSpec,
+    HeredocSource, Instruction, KeyValue, OnbuildCommand, RunCommand, parse_go_duration,
 };
 use crate::error::{DockerfileError, LineIndex, Span};
 use crate::suggest;
@@ -38,6 +38,8 @@ pub(crate) const INSTRUCTIONS: [&str; 18] = [
 enum At {
     Keyword,
     Flag(usize),
+    /// The flag given as `--<name>...`.
+    FlagNamed(&'static str),
     Rest,
 }
 
@@ -90,24 +92,32 @@ pub(crate) fn get_comment(comments: &[String], name: &str) -> Option<String> {
 /// spans of `node` must point into `source`.
 pub fn parse_instruction(
     node: &RawInstruction,
-    escape: char,
     source: &str,
     file_name: &str,
 ) -> Result<Instruction, DockerfileError> {
-    convert(node, escape, source, file_name, &LineIndex::new(source))
+    convert(node, source, file_name, &LineIndex::new(source))
 }
 
 pub(crate) fn convert(
     node: &RawInstruction,
-    escape: char,
     source: &str,
     file_name: &str,
     index: &LineIndex,
 ) -> Result<Instruction, DockerfileError> {
-    convert_command(node, escape).map(|command| make_instruction(node, command)).map_err(|e| {
+    convert_command(node).map(|command| make_instruction(node, command)).map_err(|e| {
         let span = match e.at {
             At::Keyword => node.keyword_span,
             At::Flag(i) => node.flag_spans.get(i).copied().unwrap_or(node.keyword_span),
+            At::FlagNamed(name) => node
+                .flags
+                .iter()
+                .position(|f| {
+                    f.strip_prefix("--")
+                        .and_then(|f| f.strip_prefix(name))
+                        .is_some_and(|r| r.starts_with('='))
+                })
+                .and_then(|i| node.flag_spans.get(i).copied())
+                .unwrap_or(node.keyword_span),
             At::Rest if node.rest_span.end > node.rest_span.start => node.rest_span,
             At::Rest => node.keyword_span,
         };
@@ -117,7 +127,12 @@ pub(crate) fn convert(
 }
 
 fn make_instruction(node: &RawInstruction, command: Command) -> Instruction {
-    Instruction { command, keyword: node.keyword.clone(), span: node.span, source_text: node.original.trim().to_string() }
+    Instruction {
+        command,
+        keyword: node.keyword.clone(),
+        span: node.span,
+        source_text: node.original.trim().to_string(),
+    }
 }
 
 fn command_line(args: &[String], json: bool) -> CommandLine {
@@ -128,7 +143,7 @@ fn kvps(args: &[String], cmd: &str) -> CResult<Vec<super::KeyValue>> {
     if args.is_empty() {
         return Err(at_least_one(cmd));
     }
-    if args.len() % 3 != 0 {
+    if !args.len().is_multiple_of(3) {
         return fail(format!("Bad input to {cmd}, too many arguments"));
     }
     args.chunks(3)
@@ -157,7 +172,12 @@ fn sources_and_dest(
     for src in srcs {
         match must_parse_heredoc(src) {
             Some(h) => {
-                let content = heredocs.iter().rev().find(|d| d.name == h.name).map(|d| d.content.as_str()).unwrap_or("");
+                let content = heredocs
+                    .iter()
+                    .rev()
+                    .find(|d| d.name == h.name)
+                    .map(|d| d.content.as_str())
+                    .unwrap_or("");
                 let data = if h.chomp { chomp_heredoc_content(content) } else { content.to_string() };
                 contents.push(HeredocSource { path: h.name, data, expand: h.expand });
             }
@@ -171,17 +191,20 @@ fn nonempty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-fn interval(flags: &BFlags, name: &str) -> CResult<i64> {
+fn interval(flags: &BFlags, name: &'static str) -> CResult<i64> {
     let v = flags.value(name);
     if v.is_empty() {
         return Ok(0);
     }
-    let d = parse_go_duration(v).map_err(|m| ConvError { at: At::Keyword, message: m, help: None })?;
+    let at_flag =
+        |message: String, help: Option<String>| ConvError { at: At::FlagNamed(name), message, help };
+    let d = parse_go_duration(v)
+        .map_err(|m| at_flag(m, Some("use a duration such as 30s, 1m30s or 500ms".into())))?;
     if d == 0 {
         return Ok(0);
     }
     if d < 1_000_000 {
-        return fail(format!("Interval {} cannot be less than 1ms", go_quote(name)));
+        return Err(at_flag(format!("Interval {} cannot be less than 1ms", go_quote(name)), None));
     }
     Ok(d)
 }
@@ -207,7 +230,7 @@ fn not_json(cmd: &str, original: &str) -> ConvError {
     }
 }
 
-fn convert_command(node: &RawInstruction, escape: char) -> CResult<Command> {
+fn convert_command(node: &RawInstruction) -> CResult<Command> {
     let args = node.arg_strings();
     let mut flags = BFlags::new(&node.flags);
     let keyword = node.keyword.to_lowercase();
@@ -282,7 +305,9 @@ fn convert_command(node: &RawInstruction, escape: char) -> CResult<Command> {
                 3 if args[1].eq_ignore_ascii_case("as") => {
                     let lower = args[2].to_lowercase();
                     let valid = lower.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                        && lower.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+                        && lower
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
                     if !valid {
                         return fail(format!(
                             "invalid name for build stage: {}, name can't start with a number or contain symbols",
@@ -302,7 +327,11 @@ fn convert_command(node: &RawInstruction, escape: char) -> CResult<Command> {
             };
             flags.add_string("platform", "");
             flags.parse()?;
-            Command::From(FromCommand { base: args[0].clone(), name, platform: nonempty(flags.value("platform")) })
+            Command::From(FromCommand {
+                base: args[0].clone(),
+                name,
+                platform: nonempty(flags.value("platform")),
+            })
         }
         "onbuild" => {
             if args.is_empty() {
@@ -312,7 +341,9 @@ fn convert_command(node: &RawInstruction, escape: char) -> CResult<Command> {
             let trigger = args[0].trim().to_uppercase();
             match trigger.as_str() {
                 "ONBUILD" => return fail("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
-                "MAINTAINER" | "FROM" => return fail(format!("{trigger} isn't allowed as an ONBUILD trigger")),
+                "MAINTAINER" | "FROM" => {
+                    return fail(format!("{trigger} isn't allowed as an ONBUILD trigger"));
+                }
                 _ => {}
             }
             let mut expression = strip_onbuild(&node.original).to_string();
@@ -325,7 +356,7 @@ fn convert_command(node: &RawInstruction, escape: char) -> CResult<Command> {
                 Some(RawArg::Instruction(child)) => {
                     let mut child = child.as_ref().clone();
                     child.heredocs = node.heredocs.clone();
-                    convert_command(&child, escape).ok().map(|c| Box::new(make_instruction(&child, c)))
+                    convert_command(&child).ok().map(|c| Box::new(make_instruction(&child, c)))
                 }
                 _ => None,
             };
@@ -349,13 +380,19 @@ fn convert_command(node: &RawInstruction, escape: char) -> CResult<Command> {
             let devices = flags
                 .values("device")
                 .iter()
-                .map(|d| parse_device(d).map_err(|(message, help)| ConvError { at: At::Keyword, message, help }))
+                .map(|d| {
+                    parse_device(d).map_err(|(message, help)| ConvError { at: At::Keyword, message, help })
+                })
                 .collect::<CResult<Vec<_>>>()?;
             let mounts = flags
                 .values("mount")
                 .iter()
                 .map(|m| {
-                    MountSpec::parse(m, None).map_err(|e| ConvError { at: At::Keyword, message: e.message, help: e.help })
+                    MountSpec::parse(m, None).map_err(|e| ConvError {
+                        at: At::Keyword,
+                        message: e.message,
+                        help: e.help,
+                    })
                 })
                 .collect::<CResult<Vec<_>>>()?;
             let network = NetworkMode::parse(flags.value("network")).map_err(|m| ConvError {
@@ -426,15 +463,23 @@ fn convert_command(node: &RawInstruction, escape: char) -> CResult<Command> {
                 retries: match flags.value("retries") {
                     "" => 0,
                     v => {
-                        let r: i64 = v.parse().ok().filter(|r: &i64| i32::try_from(*r).is_ok()).ok_or_else(|| {
-                            ConvError {
-                                at: At::Keyword,
-                                message: format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(v)),
-                                help: None,
-                            }
-                        })?;
+                        let r: i64 =
+                            v.parse().ok().filter(|r: &i64| i32::try_from(*r).is_ok()).ok_or_else(|| {
+                                ConvError {
+                                    at: At::FlagNamed("retries"),
+                                    message: format!(
+                                        "strconv.ParseInt: parsing {}: invalid syntax",
+                                        go_quote(v)
+                                    ),
+                                    help: None,
+                                }
+                            })?;
                         if r < 0 {
-                            return fail(format!("--retries cannot be negative ({r})"));
+                            return Err(ConvError {
+                                at: At::FlagNamed("retries"),
+                                message: format!("--retries cannot be negative ({r})"),
+                                help: None,
+                            });
                         }
                         r
                     }
@@ -536,9 +581,13 @@ mod tests {
 
     fn conv(src: &str) -> Result<Command, String> {
         let raw = crate::syntax::parse_raw(src, "Dockerfile").map_err(|e| e.message)?;
-        parse_instruction(&raw.instructions[0], raw.escape, src, "Dockerfile").map(|i| i.command).map_err(|e| {
+        parse_instruction(&raw.instructions[0], src, "Dockerfile").map(|i| i.command).map_err(|e| {
             // BuildKit's own suggestions are part of its message; rbuild's extra hints are not.
-            if e.help.as_deref().is_some_and(|h| h.starts_with("did you mean")) { e.full_message() } else { e.message }
+            if e.help.as_deref().is_some_and(|h| h.starts_with("did you mean")) {
+                e.full_message()
+            } else {
+                e.message
+            }
         })
     }
 
@@ -546,9 +595,15 @@ mod tests {
     fn errors_in_buildkit_words() {
         let cases = [
             ("MAINTAINER", "MAINTAINER requires exactly one argument"),
-            ("ADD x", "ADD requires at least two arguments, but only one was provided. Destination could not be determined"),
+            (
+                "ADD x",
+                "ADD requires at least two arguments, but only one was provided. Destination could not be determined",
+            ),
             ("FROM a b", "FROM requires either one or three arguments"),
-            ("FROM a AS 1x", "invalid name for build stage: \"1x\", name can't start with a number or contain symbols"),
+            (
+                "FROM a AS 1x",
+                "invalid name for build stage: \"1x\", name can't start with a number or contain symbols",
+            ),
             ("RUNN x", "unknown instruction: RUNN (did you mean RUN?)"),
             ("COPY --lnk a b", "unknown flag: --lnk (did you mean link?)"),
             ("SHELL sh -c", "SHELL requires the arguments to be in JSON form"),

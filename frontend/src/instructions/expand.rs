@@ -33,7 +33,8 @@ impl ExpandError {
     pub fn into_dockerfile_error(self, file_name: &str, source: &str) -> DockerfileError {
         let index = LineIndex::new(source);
         let span = self.span.unwrap_or_default();
-        DockerfileError::at(file_name, source, &index, span.start, span.end, self.message).with_help(self.help)
+        DockerfileError::at(file_name, source, &index, span.start, span.end, self.message)
+            .with_help(self.help)
     }
 }
 
@@ -64,7 +65,11 @@ fn words(lexer: &Lexer, env: &dyn Env, list: &[String]) -> Result<Vec<String>, E
 fn kvs(lexer: &Lexer, env: &dyn Env, list: &[KeyValue]) -> Result<Vec<KeyValue>, ExpandError> {
     list.iter()
         .map(|kv| {
-            Ok(KeyValue { key: word(lexer, env, &kv.key)?, value: word(lexer, env, &kv.value)?, legacy: kv.legacy })
+            Ok(KeyValue {
+                key: word(lexer, env, &kv.key)?,
+                value: word(lexer, env, &kv.value)?,
+                legacy: kv.legacy,
+            })
         })
         .collect()
 }
@@ -83,7 +88,8 @@ fn is_symbolic_mode(s: &str) -> bool {
             }
             rest = &rest[1..];
             let perms = rest.trim_start_matches(['r', 'w', 'x', 'X', 's', 't']);
-            let perms = if perms.len() == rest.len() { perms.trim_start_matches(['u', 'g', 'o']) } else { perms };
+            let perms =
+                if perms.len() == rest.len() { perms.trim_start_matches(['u', 'g', 'o']) } else { perms };
             rest = perms;
         }
         true
@@ -98,7 +104,9 @@ fn chmod(lexer: &Lexer, env: &dyn Env, s: &Option<String>) -> Result<Option<Stri
     let numeric = v.chars().next().is_some_and(|c| c.is_ascii_digit());
     if !v.is_empty() && !octal_ok && (numeric || !is_symbolic_mode(&v)) {
         return Err(ExpandError {
-            message: format!("invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777"),
+            message: format!(
+                "invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777"
+            ),
             help: Some("use an octal mode such as 0644 or a symbolic one such as u+x".into()),
             span: None,
         });
@@ -137,7 +145,11 @@ impl Command {
                 if base.is_empty() {
                     return Err(ExpandError::new(format!("base name ({}) should not be blank", f.base)));
                 }
-                Command::From(FromCommand { base, name: f.name.clone(), platform: opt_word(lexer, env, &f.platform)? })
+                Command::From(FromCommand {
+                    base,
+                    name: f.name.clone(),
+                    platform: opt_word(lexer, env, &f.platform)?,
+                })
             }
             Command::Run(r) => {
                 let mut expander = |v: &str| {
@@ -266,11 +278,22 @@ mod tests {
             ("ENV K$A=$B", Ok("Env K1=two words")),
             ("EXPOSE $B 80", Ok("Expose two words 80")),
             ("WORKDIR /x/$A", Ok("Workdir /x/1")),
-            ("COPY --from=$A a b", Err("variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround")),
+            (
+                "COPY --from=$A a b",
+                Err(
+                    "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+                ),
+            ),
             ("COPY --chmod=$M a b", Ok("Copy chmod=0644")),
-            ("COPY --chmod=64a a b", Err("invalid chmod parameter: '64a'. it should be octal string and between 0 and 07777")),
+            (
+                "COPY --chmod=64a a b",
+                Err("invalid chmod parameter: '64a'. it should be octal string and between 0 and 07777"),
+            ),
             ("COPY --chmod=u+x,go-w a b", Ok("Copy chmod=u+x,go-w")),
-            ("COPY --chmod=u+q a b", Err("invalid chmod parameter: 'u+q'. it should be octal string and between 0 and 07777")),
+            (
+                "COPY --chmod=u+q a b",
+                Err("invalid chmod parameter: 'u+q'. it should be octal string and between 0 and 07777"),
+            ),
             ("ADD --checksum=sha256:0 a b", Err("checksum requires HTTP(S) or Git sources")),
             ("RUN --mount=typ=tmpfs true", Err("unexpected key 'typ' in 'typ=tmpfs'")),
             ("COPY <<EOF /a\n\"$A\" \\$A\nEOF", Ok("Copy data=\"1\" $A\n")),
@@ -278,11 +301,19 @@ mod tests {
         ];
         for (src, want) in cases {
             let got = expand_first(src, &env).map(|c| match c {
-                Command::Run(r) => format!("Run {}", match r.cmd { super::super::CommandLine::Shell(s) => s, _ => String::new() }),
+                Command::Run(r) => format!(
+                    "Run {}",
+                    match r.cmd {
+                        super::super::CommandLine::Shell(s) => s,
+                        _ => String::new(),
+                    }
+                ),
                 Command::Env(kv) => format!("Env {}={}", kv[0].key, kv[0].value),
                 Command::Expose(p) => format!("Expose {}", p.join(" ")),
                 Command::Workdir(w) => format!("Workdir {w}"),
-                Command::Copy(c) if !c.heredoc_sources.is_empty() => format!("Copy data={}", c.heredoc_sources[0].data),
+                Command::Copy(c) if !c.heredoc_sources.is_empty() => {
+                    format!("Copy data={}", c.heredoc_sources[0].data)
+                }
                 Command::Copy(c) => format!("Copy chmod={}", c.chmod.unwrap_or_default()),
                 other => format!("{other:?}"),
             });

@@ -18,8 +18,8 @@ pub use convert::parse_instruction;
 pub use duration::parse_go_duration;
 pub use expand::ExpandError;
 pub use run_flags::{Device, NetworkMode, SecurityMode, parse_device};
-pub use run_mount::{CacheSharing, MountError, MountSpec, MountType};
 pub(crate) use run_mount::go_parse_bool;
+pub use run_mount::{CacheSharing, MountError, MountSpec, MountType};
 
 use crate::error::{DockerfileError, LineIndex, Span};
 use crate::lint::{self, Warning};
@@ -51,7 +51,9 @@ impl Dockerfile {
     /// Index of the stage named `name` (stage names compare case-insensitively).
     pub fn stage_index(&self, name: &str) -> Option<usize> {
         let name = name.to_lowercase();
-        self.stages.iter().position(|s| s.name.as_deref().map(str::to_lowercase).as_deref() == Some(name.as_str()))
+        self.stages
+            .iter()
+            .position(|s| s.name.as_deref().map(str::to_lowercase).as_deref() == Some(name.as_str()))
     }
 
     /// The value of directive `name` (`syntax`, `escape`, `check`).
@@ -351,14 +353,15 @@ pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, DockerfileErro
         Some(d) => {
             let start = index.line_start(d.line);
             let span = Span::new(&index, start, index.line_end(source, d.line));
-            lint::LintConfig::parse(&d.value).map_err(|e| err_at(span, format!("failed to parse check options: {e}")))?
+            lint::LintConfig::parse(&d.value)
+                .map_err(|e| err_at(span, format!("failed to parse check options: {e}")))?
         }
         None => lint::LintConfig::default(),
     };
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in &raw.instructions {
-        let inst = convert::convert(node, raw.escape, source, file_name, &index)?;
+        let inst = convert::convert(node, source, file_name, &index)?;
         match &inst.command {
             Command::From(from) => stages.push(Stage {
                 name: from.name.clone(),
@@ -380,8 +383,8 @@ pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, DockerfileErro
         }
     }
     if stages.is_empty() {
-        let end = source.len();
-        return Err(DockerfileError::at(file_name, source, &index, end, end, "dockerfile contains no stages to build")
+        let span = meta_args.last().map(|i: &Instruction| i.span).unwrap_or_default();
+        return Err(err_at(span, "dockerfile contains no stages to build".into())
             .with_help(Some("add a FROM instruction".into())));
     }
     let mut df = Dockerfile {

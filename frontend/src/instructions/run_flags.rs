@@ -82,7 +82,8 @@ pub fn parse_device(value: &str) -> Result<Device, (String, Option<String>)> {
                 d.name = v.to_string();
             }
             "required" => {
-                d.required = go_parse_bool(v).ok_or_else(|| (format!("invalid value for {key}: {v}"), None))?;
+                d.required =
+                    go_parse_bool(v).ok_or_else(|| (format!("invalid value for {key}: {v}"), None))?;
             }
             _ if d.name.is_empty() => d.name = field.clone(),
             _ => {

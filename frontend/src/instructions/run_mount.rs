@@ -187,7 +187,10 @@ pub(crate) fn csv_fields(s: &str) -> Result<Vec<String>, String> {
                     break;
                 }
                 if c == '"' {
-                    return Err(format!("parse error on line 1, column {}: bare \" in non-quoted-field", i + 1));
+                    return Err(format!(
+                        "parse error on line 1, column {}: bare \" in non-quoted-field",
+                        i + 1
+                    ));
                 }
                 field.push(c);
                 i += 1;
@@ -217,7 +220,10 @@ fn ram_in_bytes(s: &str) -> Option<i64> {
     };
     let num = num.strip_suffix(' ').unwrap_or(num);
     let valid = !num.is_empty()
-        && num.split('.').enumerate().all(|(i, part)| (i == 0 || !part.is_empty()) && part.bytes().all(|b| b.is_ascii_digit()))
+        && num
+            .split('.')
+            .enumerate()
+            .all(|(i, part)| (i == 0 || !part.is_empty()) && part.bytes().all(|b| b.is_ascii_digit()))
         && num.as_bytes()[0].is_ascii_digit();
     if !valid {
         return None;
@@ -227,13 +233,13 @@ fn ram_in_bytes(s: &str) -> Option<i64> {
     Some((f * mul) as i64)
 }
 
+/// Expands one `--mount` value (the lexer with the build-time variables).
+pub type Expander<'a> = &'a mut dyn FnMut(&str) -> Result<String, MountError>;
+
 impl MountSpec {
     /// Parses a `--mount` value. Without `expand` only what BuildKit checks before expansion
     /// is checked; with it, every value is expanded and the mount is fully validated.
-    pub fn parse(
-        raw: &str,
-        mut expand: Option<&mut dyn FnMut(&str) -> Result<String, MountError>>,
-    ) -> Result<MountSpec, MountError> {
+    pub fn parse(raw: &str, mut expand: Option<Expander<'_>>) -> Result<MountSpec, MountError> {
         let fields = csv_fields(raw).map_err(|e| err(format!("failed to parse csv mounts: {e}")))?;
         let mut m = MountSpec {
             raw: raw.to_string(),
@@ -273,7 +279,10 @@ impl MountSpec {
                     }
                     "required" if secretish(&m) => m.required = true,
                     "required" => {
-                        return Err(err(format!("unexpected key '{key}' for mount type '{}'", m.kind.as_str())));
+                        return Err(err(format!(
+                            "unexpected key '{key}' for mount type '{}'",
+                            m.kind.as_str()
+                        )));
                     }
                     _ => return Err(err(format!("invalid field '{field}' must be a key=value pair"))),
                 }
@@ -315,7 +324,10 @@ impl MountSpec {
                 }
                 "required" => {
                     if !secretish(&m) {
-                        return Err(err(format!("unexpected key '{key}' for mount type '{}'", m.kind.as_str())));
+                        return Err(err(format!(
+                            "unexpected key '{key}' for mount type '{}'",
+                            m.kind.as_str()
+                        )));
                     }
                     m.required = go_parse_bool(&value).ok_or_else(invalid_value)?;
                 }
@@ -338,8 +350,12 @@ impl MountSpec {
                         .map_err(|_| err(format!("invalid value {value} for mode")))?;
                     m.mode = Some(mode);
                 }
-                "uid" => m.uid = Some(value.parse().map_err(|_| err(format!("invalid value {value} for uid")))?),
-                "gid" => m.gid = Some(value.parse().map_err(|_| err(format!("invalid value {value} for gid")))?),
+                "uid" => {
+                    m.uid = Some(value.parse().map_err(|_| err(format!("invalid value {value} for uid")))?)
+                }
+                "gid" => {
+                    m.gid = Some(value.parse().map_err(|_| err(format!("invalid value {value} for gid")))?)
+                }
                 "size" => {
                     if m.kind != MountType::Tmpfs {
                         return Err(err(format!("size not allowed for {:?} type mounts", m.kind.as_str())));
@@ -430,7 +446,11 @@ mod tests {
             ("required,type=secret,id=x", "unexpected key 'required' for mount type 'bind'", None),
             ("type=cache,sharing=nope", "unsupported sharing value \"nope\"", None),
             ("foo", "invalid field 'foo' must be a key=value pair", None),
-            ("a\"b", "failed to parse csv mounts: parse error on line 1, column 2: bare \" in non-quoted-field", None),
+            (
+                "a\"b",
+                "failed to parse csv mounts: parse error on line 1, column 2: bare \" in non-quoted-field",
+                None,
+            ),
         ];
         for (raw, msg, help) in cases {
             let e = full(raw).unwrap_err();

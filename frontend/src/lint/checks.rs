@@ -10,7 +10,7 @@ use regex::Regex;
 
 use super::Warning;
 use super::rules::{self, Rule};
-use crate::instructions::{Command, CommandLine, Dockerfile, Healthcheck, Instruction, Stage};
+use crate::instructions::{Command, CommandLine, Dockerfile, Instruction, Stage};
 use crate::shell::{EnvList, Lexer};
 
 pub(super) fn run(df: &Dockerfile) -> Vec<Warning> {
@@ -21,7 +21,7 @@ pub(super) fn run(df: &Dockerfile) -> Vec<Warning> {
         args_and_env(inst, &mut warn);
     }
     let mut seen = HashSet::new();
-    for (i, stage) in df.stages.iter().enumerate() {
+    for stage in &df.stages {
         from_checks(stage, &mut warn);
         if let Some(name) = stage.normalized_name() {
             if name == "context" || name == "scratch" {
@@ -31,8 +31,8 @@ pub(super) fn run(df: &Dockerfile) -> Vec<Warning> {
                 warn(rules::DUPLICATE_STAGE_NAME, rules::duplicate_stage_name(&name), stage.span);
             }
         }
-        stage_checks(df, i, &mut warn);
     }
+    stage_checks(df, &mut warn);
     invalid_default_arg_in_from(df, &mut warn);
     out
 }
@@ -121,7 +121,11 @@ fn from_checks(stage: &Stage, warn: &mut Warn<'_>) {
     if name.contains(&os) || name.contains(&arch) {
         return;
     }
-    warn(rules::FROM_PLATFORM_FLAG_CONST_DISALLOWED, rules::from_platform_flag_const_disallowed(&value), span);
+    warn(
+        rules::FROM_PLATFORM_FLAG_CONST_DISALLOWED,
+        rules::from_platform_flag_const_disallowed(&value),
+        span,
+    );
 }
 
 /// `os/arch[/variant]` normalized like containerd's `platforms.Parse`.
@@ -141,14 +145,20 @@ fn parse_platform(s: &str) -> Option<(String, String)> {
         }
         .to_string()
     };
-    let known_os = ["linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "android", "ios", "aix", "plan9", "js", "wasip1"];
+    let known_os = [
+        "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "android", "ios",
+        "aix", "plan9", "js", "wasip1",
+    ];
     let os = parts[0].to_lowercase().replace("macos", "darwin");
     if parts.len() == 1 {
         if known_os.contains(&os.as_str()) {
             return Some((os, "amd64".into()));
         }
         let arch = norm_arch(parts[0]);
-        let known_arch = ["386", "amd64", "arm", "arm64", "ppc64le", "s390x", "riscv64", "mips64le", "loong64", "ppc64", "mips", "mipsle", "mips64", "wasm"];
+        let known_arch = [
+            "386", "amd64", "arm", "arm64", "ppc64le", "s390x", "riscv64", "mips64le", "loong64", "ppc64",
+            "mips", "mipsle", "mips64", "wasm",
+        ];
         return known_arch.contains(&arch.as_str()).then(|| ("linux".to_string(), arch));
     }
     Some((os, norm_arch(parts[1])))
@@ -181,7 +191,11 @@ fn args_and_env(inst: &Instruction, warn: &mut Warn<'_>) {
         Command::Env(kvs) | Command::Label(kvs) => {
             for kv in kvs {
                 if kv.legacy {
-                    warn(rules::LEGACY_KEY_VALUE_FORMAT, rules::legacy_key_value_format(&inst.keyword), inst.span);
+                    warn(
+                        rules::LEGACY_KEY_VALUE_FORMAT,
+                        rules::legacy_key_value_format(&inst.keyword),
+                        inst.span,
+                    );
                 }
                 if matches!(inst.command, Command::Env(_)) {
                     secret_key("ENV", &kv.key, inst.span, warn);
@@ -192,80 +206,71 @@ fn args_and_env(inst: &Instruction, warn: &mut Warn<'_>) {
     }
 }
 
-/// The index of the stage `stage` is built on, if it is built on an earlier stage.
-fn parent_stage(df: &Dockerfile, stage: usize) -> Option<usize> {
-    let base = df.stages[stage].base.to_lowercase();
-    df.stages[..stage].iter().rposition(|s| s.normalized_name().as_deref() == Some(base.as_str()))
+/// What a stage leaves behind for stages built on it.
+#[derive(Clone, Copy, Default)]
+struct Inherited {
+    shell: bool,
+    workdir: bool,
 }
 
-/// Whether a stage (or a stage it derives from) sets SHELL / an absolute WORKDIR before
-/// instruction `upto`.
-fn stage_sets(df: &Dockerfile, stage: usize, upto: usize, pred: &dyn Fn(&Command) -> bool) -> bool {
-    let mut depth = 0;
-    let (mut cur, mut limit) = (stage, upto);
-    loop {
-        if df.stages[cur].instructions[..limit].iter().any(|i| pred(&i.command)) {
-            return true;
-        }
-        match parent_stage(df, cur) {
-            Some(p) if depth < df.stages.len() => {
-                limit = df.stages[p].instructions.len();
-                cur = p;
-                depth += 1;
-            }
-            _ => return false,
-        }
-    }
-}
-
-fn stage_checks(df: &Dockerfile, index: usize, warn: &mut Warn<'_>) {
-    let stage = &df.stages[index];
-    let mut last_cmd: Option<&Instruction> = None;
-    let mut last_entrypoint: Option<&Instruction> = None;
-    let mut last_health: Option<&Instruction> = None;
-    let mut workdir_set = parent_stage(df, index)
-        .is_some_and(|p| stage_sets(df, p, df.stages[p].instructions.len(), &|c| matches!(c, Command::Workdir(_))));
-    for (pos, inst) in stage.instructions.iter().enumerate() {
-        args_and_env(inst, warn);
-        let tracker = match &inst.command {
-            Command::Cmd(_) => Some(&mut last_cmd),
-            Command::Entrypoint(_) => Some(&mut last_entrypoint),
-            Command::Healthcheck(_) => Some(&mut last_health),
-            _ => None,
-        };
-        if let Some(prev) = tracker {
-            if let Some(p) = prev {
-                warn(rules::MULTIPLE_INSTRUCTIONS_DISALLOWED, rules::multiple_instructions_disallowed(&inst.keyword), p.span);
-            }
-            *prev = Some(inst);
-        }
-        match &inst.command {
-            Command::Maintainer(_) => warn(rules::MAINTAINER_DEPRECATED, rules::maintainer_deprecated(), inst.span),
-            Command::Cmd(CommandLine::Shell(_)) | Command::Entrypoint(CommandLine::Shell(_)) => {
-                if !stage_sets(df, index, pos, &|c| matches!(c, Command::Shell(_))) {
-                    warn(rules::JSON_ARGS_RECOMMENDED, rules::json_args_recommended(&inst.keyword), inst.span);
+fn stage_checks(df: &Dockerfile, warn: &mut Warn<'_>) {
+    let parents = df.stage_parents();
+    let mut after: Vec<Inherited> = Vec::with_capacity(df.stages.len());
+    for (index, stage) in df.stages.iter().enumerate() {
+        let mut state = parents[index].map(|p| after[p]).unwrap_or_default();
+        let mut last_cmd: Option<&Instruction> = None;
+        let mut last_entrypoint: Option<&Instruction> = None;
+        let mut last_health: Option<&Instruction> = None;
+        for inst in &stage.instructions {
+            args_and_env(inst, warn);
+            let tracker = match &inst.command {
+                Command::Cmd(_) => Some(&mut last_cmd),
+                Command::Entrypoint(_) => Some(&mut last_entrypoint),
+                Command::Healthcheck(_) => Some(&mut last_health),
+                _ => None,
+            };
+            if let Some(prev) = tracker {
+                if let Some(p) = prev {
+                    let msg = rules::multiple_instructions_disallowed(&inst.keyword);
+                    warn(rules::MULTIPLE_INSTRUCTIONS_DISALLOWED, msg, p.span);
                 }
+                *prev = Some(inst);
             }
-            Command::Workdir(path) => {
-                if !workdir_set && !path.starts_with('/') && !path.contains('$') {
-                    warn(rules::WORKDIR_RELATIVE_PATH, rules::workdir_relative_path(path), inst.span);
+            match &inst.command {
+                Command::Maintainer(_) => {
+                    warn(rules::MAINTAINER_DEPRECATED, rules::maintainer_deprecated(), inst.span)
                 }
-                workdir_set = true;
-            }
-            Command::Expose(ports) => {
-                for p in ports.iter().filter(|p| !p.contains('$')) {
-                    let (port, proto) = p.split_once('/').unwrap_or((p, ""));
-                    if port.contains(':') {
-                        warn(rules::EXPOSE_INVALID_FORMAT, rules::expose_invalid_format(p), inst.span);
+                Command::Shell(_) => state.shell = true,
+                Command::Cmd(CommandLine::Shell(_)) | Command::Entrypoint(CommandLine::Shell(_))
+                    if !state.shell =>
+                {
+                    warn(
+                        rules::JSON_ARGS_RECOMMENDED,
+                        rules::json_args_recommended(&inst.keyword),
+                        inst.span,
+                    );
+                }
+                Command::Workdir(path) => {
+                    if !state.workdir && !path.starts_with('/') && !path.contains('$') {
+                        warn(rules::WORKDIR_RELATIVE_PATH, rules::workdir_relative_path(path), inst.span);
                     }
-                    if proto != proto.to_lowercase() {
-                        warn(rules::EXPOSE_PROTO_CASING, rules::expose_proto_casing(p), inst.span);
+                    state.workdir = true;
+                }
+                Command::Expose(ports) => {
+                    for p in ports.iter().filter(|p| !p.contains('$')) {
+                        let (port, proto) = p.split_once('/').unwrap_or((p, ""));
+                        if port.contains(':') {
+                            warn(rules::EXPOSE_INVALID_FORMAT, rules::expose_invalid_format(p), inst.span);
+                        }
+                        if proto != proto.to_lowercase() {
+                            warn(rules::EXPOSE_PROTO_CASING, rules::expose_proto_casing(p), inst.span);
+                        }
                     }
                 }
+                _ => {}
             }
-            Command::Healthcheck(Healthcheck::Disable) | Command::Healthcheck(Healthcheck::Check(_)) => {}
-            _ => {}
         }
+        after.push(state);
     }
 }
 
@@ -304,7 +309,11 @@ fn invalid_default_arg_in_from(df: &Dockerfile, warn: &mut Warn<'_>) {
             return;
         };
         if !is_valid_reference(&name) {
-            warn(rules::INVALID_DEFAULT_ARG_IN_FROM, rules::invalid_default_arg_in_from(&stage.base), stage.span);
+            warn(
+                rules::INVALID_DEFAULT_ARG_IN_FROM,
+                rules::invalid_default_arg_in_from(&stage.base),
+                stage.span,
+            );
         }
     }
 }
@@ -319,7 +328,8 @@ pub(crate) fn is_valid_reference(s: &str) -> bool {
         let name = format!(r"(?:{domain}/)?{component}(?:/{component})*");
         let tag = r"[\w][\w.-]{0,127}";
         let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-        Regex::new(&format!("^{name}(?::{tag})?(?:@{digest})?$")).unwrap_or_else(|_| unreachable!("static pattern"))
+        Regex::new(&format!("^{name}(?::{tag})?(?:@{digest})?$"))
+            .unwrap_or_else(|_| unreachable!("static pattern"))
     });
     if s.is_empty() || s.len() > 255 + 128 + 80 || !re.is_match(s) {
         return false;
@@ -335,7 +345,12 @@ mod tests {
 
     #[test]
     fn references() {
-        for ok in ["busybox", "docker.io/library/busybox:1.36", "localhost:5000/a/b@sha256:0123456789abcdef0123456789abcdef", "scratch"] {
+        for ok in [
+            "busybox",
+            "docker.io/library/busybox:1.36",
+            "localhost:5000/a/b@sha256:0123456789abcdef0123456789abcdef",
+            "scratch",
+        ] {
             assert!(is_valid_reference(ok), "{ok}");
         }
         for bad in ["", "Busybox", "img:", ":tag", "a//b"] {

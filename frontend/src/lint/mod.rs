@@ -72,7 +72,10 @@ impl LintConfig {
         }
         for part in value.splitn(3, ';') {
             let Some((k, v)) = part.split_once('=') else {
-                return Err(LintConfigError(format!("invalid check option {}", crate::syntax::go_quote(part))));
+                return Err(LintConfigError(format!(
+                    "invalid check option {}",
+                    crate::syntax::go_quote(part)
+                )));
             };
             match k.trim() {
                 "skip" => (cfg.skip_all, cfg.skip) = rule_list(v),
@@ -86,7 +89,12 @@ impl LintConfig {
                         ))
                     })?;
                 }
-                k => return Err(LintConfigError(format!("invalid check option {}", crate::syntax::go_quote(k)))),
+                k => {
+                    return Err(LintConfigError(format!(
+                        "invalid check option {}",
+                        crate::syntax::go_quote(k)
+                    )));
+                }
             }
         }
         Ok(cfg)

@@ -58,7 +58,13 @@ pub struct Lexer {
 impl Lexer {
     /// A lexer using `escape` (`\` or `` ` ``, from the `# escape=` directive) as escape token.
     pub fn new(escape: char) -> Lexer {
-        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_process_quotes: false, skip_unset_env: false }
+        Lexer {
+            escape,
+            raw_quotes: false,
+            raw_escapes: false,
+            skip_process_quotes: false,
+            skip_unset_env: false,
+        }
     }
 
     /// The escape token.
@@ -215,7 +221,11 @@ impl ShellWord<'_> {
     }
 
     /// Processes until `stop` (consumed) or the end of input; returns the text and its words.
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), String> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), String> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let result = self.process_stop_on_inner(stop);
@@ -231,7 +241,8 @@ impl ShellWord<'_> {
                 self.next();
                 return Ok((result, words.finish()));
             }
-            let special = ch == '$' || ch == '<' || (!self.lex.skip_process_quotes && (ch == '\'' || ch == '"'));
+            let special =
+                ch == '$' || ch == '<' || (!self.lex.skip_process_quotes && (ch == '\'' || ch == '"'));
             if special {
                 let tmp = match ch {
                     '$' => self.process_dollar()?,
@@ -300,7 +311,9 @@ impl ShellWord<'_> {
         }
         loop {
             match self.next() {
-                None => return Err("unexpected end of statement while looking for matching single-quote".into()),
+                None => {
+                    return Err("unexpected end of statement while looking for matching single-quote".into());
+                }
                 Some('\'') => {
                     if self.lex.raw_quotes {
                         result.push('\'');
@@ -320,7 +333,9 @@ impl ShellWord<'_> {
         }
         loop {
             match self.peek() {
-                None => return Err("unexpected end of statement while looking for matching double-quote".into()),
+                None => {
+                    return Err("unexpected end of statement while looking for matching double-quote".into());
+                }
                 Some('"') => {
                     self.next();
                     if self.lex.raw_quotes {
@@ -388,13 +403,11 @@ impl ShellWord<'_> {
         let mut chs = rune_str(ch);
         let mut null_is_unset = false;
         match ch {
-            Some('}') => {
-                return Ok(match self.get_env(&name) {
-                    Some(v) => v,
-                    None if self.lex.skip_unset_env => format!("${{{name}}}"),
-                    None => String::new(),
-                });
-            }
+            Some('}') => Ok(match self.get_env(&name) {
+                Some(v) => v,
+                None if self.lex.skip_unset_env => format!("${{{name}}}"),
+                None => String::new(),
+            }),
             Some(':') | Some('+') | Some('-') | Some('?') | Some('#') | Some('%') => {
                 if ch == Some(':') {
                     null_is_unset = true;
@@ -408,7 +421,11 @@ impl ShellWord<'_> {
                 let word = match self.process_stop_on(Some('}'), raw) {
                     Ok((w, _)) => w,
                     Err(e) => {
-                        return Err(if self.peek().is_none() { "syntax error: missing '}'".into() } else { e });
+                        return Err(if self.peek().is_none() {
+                            "syntax error: missing '}'".into()
+                        } else {
+                            e
+                        });
                     }
                 };
                 let value = self.get_env(&name);
@@ -424,11 +441,13 @@ impl ShellWord<'_> {
                     Some('+') => Ok(if empty { String::new() } else { word }),
                     Some('?') => match value {
                         None => {
-                            let msg = if word.is_empty() { "is not allowed to be unset".into() } else { word };
+                            let msg =
+                                if word.is_empty() { "is not allowed to be unset".into() } else { word };
                             Err(format!("{name}: {msg}"))
                         }
                         Some(v) if null_is_unset && v.is_empty() => {
-                            let msg = if word.is_empty() { "is not allowed to be empty".into() } else { word };
+                            let msg =
+                                if word.is_empty() { "is not allowed to be empty".into() } else { word };
                             Err(format!("{name}: {msg}"))
                         }
                         Some(v) => Ok(v),
@@ -456,13 +475,21 @@ impl ShellWord<'_> {
                 let pat = match self.process_stop_on(Some('/'), true) {
                     Ok((w, _)) => w,
                     Err(e) => {
-                        return Err(if self.peek().is_none() { "syntax error: missing '/' in ${}".into() } else { e });
+                        return Err(if self.peek().is_none() {
+                            "syntax error: missing '/' in ${}".into()
+                        } else {
+                            e
+                        });
                     }
                 };
                 let replacement = match self.process_stop_on(Some('}'), true) {
                     Ok((w, _)) => w,
                     Err(e) => {
-                        return Err(if self.peek().is_none() { "syntax error: missing '}'".into() } else { e });
+                        return Err(if self.peek().is_none() {
+                            "syntax error: missing '}'".into()
+                        } else {
+                            e
+                        });
                     }
                 };
                 let value = self.get_env(&name);

@@ -26,7 +26,10 @@ pub struct Heredoc {
 
 fn heredoc_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^([0-9]*)<<(-?)[\t\n\x0c\r ]*([^<]*)$").unwrap_or_else(|_| unreachable!("static pattern")))
+    RE.get_or_init(|| {
+        Regex::new(r"^([0-9]*)<<(-?)[\t\n\x0c\r ]*([^<]*)$")
+            .unwrap_or_else(|_| unreachable!("static pattern"))
+    })
 }
 
 /// BuildKit's `ParseHeredoc`: `Ok(None)` when `word` is not a heredoc marker, an error when
@@ -87,7 +90,8 @@ mod tests {
 
     #[test]
     fn markers() {
-        let cases: &[(&str, Option<(&str, bool, bool, u64)>)] = &[
+        type Want = Option<(&'static str, bool, bool, u64)>;
+        let cases: &[(&str, Want)] = &[
             ("<<EOF", Some(("EOF", true, false, 0))),
             ("<<-'EOF'", Some(("EOF", false, true, 0))),
             ("3<<EOF", Some(("EOF", true, false, 3))),

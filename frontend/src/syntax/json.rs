@@ -16,7 +16,8 @@ pub enum JsonArrayError {
 }
 
 /// BuildKit's message for [`JsonArrayError::NotStrings`].
-pub const NOT_STRINGS_MESSAGE: &str = "when using JSON array syntax, arrays must be comprised of strings only";
+pub const NOT_STRINGS_MESSAGE: &str =
+    "when using JSON array syntax, arrays must be comprised of strings only";
 
 const MAX_DEPTH: usize = 10000;
 

@@ -48,16 +48,31 @@ pub(super) fn shape_of(keyword_lower: &str) -> Shape {
     }
 }
 
+/// Why arguments could not be split.
+#[derive(Debug)]
+pub(super) struct ArgsError {
+    pub message: String,
+    /// The word at fault, when there is one.
+    pub word: Option<String>,
+    pub help: Option<String>,
+}
+
+impl From<String> for ArgsError {
+    fn from(message: String) -> ArgsError {
+        ArgsError { message, word: None, help: None }
+    }
+}
+
 /// Splits `rest` for every shape but [`Shape::SubCommand`].
-pub(super) fn parse_args(shape: Shape, rest: &str, escape: char) -> Result<Args, String> {
+pub(super) fn parse_args(shape: Shape, rest: &str, escape: char) -> Result<Args, ArgsError> {
     match shape {
-        Shape::MaybeJsonToList => parse_maybe_json_to_list(rest),
+        Shape::MaybeJsonToList => Ok(parse_maybe_json_to_list(rest)?),
         Shape::NameOrNameVal => Ok(Args::words(parse_words(rest, escape))),
-        Shape::MaybeJson => parse_maybe_json(rest),
+        Shape::MaybeJson => Ok(parse_maybe_json(rest)?),
         Shape::Env => parse_name_val(rest, "ENV", escape).map(Args::words),
         Shape::Label => parse_name_val(rest, "LABEL", escape).map(Args::words),
         Shape::WhitespaceDelimited => Ok(Args::words(whitespace_delimited(rest))),
-        Shape::HealthConfig => parse_health_config(rest),
+        Shape::HealthConfig => Ok(parse_health_config(rest)?),
         Shape::String => Ok(Args::words(if rest.is_empty() { vec![] } else { vec![rest.to_string()] })),
         Shape::Ignore => Ok(Args::words(vec![String::new()])),
         Shape::SubCommand => Ok(Args::default()),
@@ -194,7 +209,7 @@ fn whitespace_delimited(rest: &str) -> Vec<String> {
 
 /// `ENV`/`LABEL` arguments as `key value sep` triples; `sep` is `=` or empty for the legacy
 /// `KEY value` form.
-pub(super) fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Vec<String>, String> {
+pub(super) fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Vec<String>, ArgsError> {
     let words = parse_words(rest, escape);
     let Some(first) = words.first() else {
         return Ok(vec![]);
@@ -202,17 +217,25 @@ pub(super) fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Vec<
     if !first.contains('=') {
         let parts = regex_split(rest, 2);
         if parts.len() < 2 {
-            return Err(format!("{key} must have two arguments"));
+            return Err(ArgsError {
+                message: format!("{key} must have two arguments"),
+                word: Some(first.clone()),
+                help: Some(format!("give {first} a value: `{key} {first}=<value>`")),
+            });
         }
         return Ok(vec![parts[0].clone(), parts[1].clone(), String::new()]);
     }
     let mut out = Vec::with_capacity(words.len() * 3);
     for word in &words {
         let Some((k, v)) = word.split_once('=') else {
-            return Err(format!(
-                "Syntax error - can't find = in {}. Must be of the form: name=value",
-                go_quote(word)
-            ));
+            return Err(ArgsError {
+                message: format!(
+                    "Syntax error - can't find = in {}. Must be of the form: name=value",
+                    go_quote(word)
+                ),
+                word: Some(word.clone()),
+                help: Some(format!("write `{word}=<value>`")),
+            });
         };
         out.extend([k.to_string(), v.to_string(), "=".to_string()]);
     }

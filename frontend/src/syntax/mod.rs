@@ -15,8 +15,8 @@ mod split;
 
 use serde::{Deserialize, Serialize};
 
-pub use directives::{Directive, DirectiveParser, FoundDirective, detect_syntax, parse_directive};
 pub(crate) use directives::scan_lines;
+pub use directives::{Directive, DirectiveParser, FoundDirective, detect_syntax, parse_directive};
 pub use dump::go_quote;
 pub use heredoc::{Heredoc, chomp_heredoc_content, heredocs_from_line, must_parse_heredoc, parse_heredoc};
 pub use json::{JsonArrayError, NOT_STRINGS_MESSAGE, parse_json_array};
@@ -264,9 +264,15 @@ fn node_from_line(
             (vec![RawArg::Instruction(Box::new(child))], false)
         }
     } else {
-        let parsed = parse_args(shape, split.rest, escape).map_err(|msg| {
-            let end = at(line.trim_end().len());
-            ctx.error(keyword_span.start, end.max(keyword_span.end), msg)
+        let parsed = parse_args(shape, split.rest, escape).map_err(|e| {
+            // Point at the offending word when it can be found, else at the instruction.
+            let word_at =
+                e.word.as_deref().and_then(|w| split.rest.find(w).map(|i| (split.rest_at + i, w.len())));
+            let (from, to) = match word_at {
+                Some((i, len)) => (at(i), at(i + len)),
+                None => (keyword_span.start, at(line.trim_end().len()).max(keyword_span.end)),
+            };
+            ctx.error(from, to, e.message).with_help(e.help)
         })?;
         (parsed.words.into_iter().map(RawArg::Word).collect(), parsed.json)
     };
@@ -310,7 +316,11 @@ pub fn parse_raw(source: &str, file: &str) -> Result<RawDockerfile, DockerfileEr
                 "`" => *escape = '`',
                 v => {
                     return Err(ctx
-                        .error(start, start + line.len(), format!("invalid escape token '{v}' does not match ` or \\"))
+                        .error(
+                            start,
+                            start + line.len(),
+                            format!("invalid escape token '{v}' does not match ` or \\"),
+                        )
                         .with_help(Some("use `# escape=\\` or `# escape=``".into())));
                 }
             }
@@ -389,11 +399,12 @@ pub fn parse_raw(source: &str, file: &str) -> Result<RawDockerfile, DockerfileEr
             });
         }
         if node.can_contain_heredoc() && line.contains("<<") {
-            let docs = heredocs_from_line(&line).map_err(|e| ctx.error(node.span.start, node.span.end, e.message))?;
+            let docs = heredocs_from_line(&line)
+                .map_err(|e| ctx.error(node.span.start, node.span.end, e.message))?;
             for mut doc in docs {
                 let mut terminated = false;
                 let mut body_end = end_offset;
-                while let Some(hl) = lines.next() {
+                for hl in lines.by_ref() {
                     body_end = hl.start + hl.text.len();
                     let mut candidate = trim_newline(hl.text);
                     if doc.chomp {
@@ -407,7 +418,8 @@ pub fn parse_raw(source: &str, file: &str) -> Result<RawDockerfile, DockerfileEr
                     doc.content.push_str(hl.text);
                 }
                 if !terminated {
-                    let marker = line.find(&format!("<<{}", doc.name)).or_else(|| line.find("<<")).unwrap_or(0);
+                    let marker =
+                        line.find(&format!("<<{}", doc.name)).or_else(|| line.find("<<")).unwrap_or(0);
                     let from = logical.source_offset(marker);
                     let to = from + line[marker..].find(char::is_whitespace).unwrap_or(line.len() - marker);
                     return Err(ctx.error(from, to, "unterminated heredoc").with_help(Some(format!(
@@ -429,7 +441,11 @@ pub fn parse_raw(source: &str, file: &str) -> Result<RawDockerfile, DockerfileEr
     }
     if let Some(at) = lines.too_long {
         let end = source[at..].find('\n').map(|i| at + i).unwrap_or(source.len());
-        return Err(ctx.error(at, end, format!("dockerfile line greater than max allowed size of {MAX_LINE_LEN}")));
+        return Err(ctx.error(
+            at,
+            end,
+            format!("dockerfile line greater than max allowed size of {MAX_LINE_LEN}"),
+        ));
     }
     Ok(RawDockerfile { instructions, directives, escape, warnings })
 }

@@ -76,7 +76,8 @@ fn check_error(case: &Value, got: Failure) -> Result<(), String> {
         }
     }
     if case["error_lines"].is_array() {
-        let want: Vec<u64> = case["error_lines"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
+        let want: Vec<u64> =
+            case["error_lines"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
         expect_eq("error lines", got.lines, want)?;
     }
     Ok(())
@@ -88,14 +89,12 @@ fn instruction_case(case: &Value) -> Outcome {
     let dockerfile = case["dockerfile"].as_str().map(|d| d.replace("{{BASE}}", "busybox"));
     if phase.starts_with("instructions.ParseInstruction") {
         let parsed = match (&dockerfile, case["ast"].as_str()) {
-            (Some(src), _) => syntax::parse_raw(src, "Dockerfile")
-                .map_err(Failure::from)
-                .and_then(|raw| {
-                    frontend::parse_instruction(&raw.instructions[0], raw.escape, src, "Dockerfile")
-                        .map_err(Failure::from)
-                }),
-            (None, Some(ast)) => frontend::parse_instruction(&raw_from_dump(ast), '\\', "", "Dockerfile")
-                .map_err(Failure::from),
+            (Some(src), _) => syntax::parse_raw(src, "Dockerfile").map_err(Failure::from).and_then(|raw| {
+                frontend::parse_instruction(&raw.instructions[0], src, "Dockerfile").map_err(Failure::from)
+            }),
+            (None, Some(ast)) => {
+                frontend::parse_instruction(&raw_from_dump(ast), "", "Dockerfile").map_err(Failure::from)
+            }
             (None, None) => return Outcome::Done(Err("case has neither dockerfile nor ast".into())),
         };
         return Outcome::Done(match (parsed, expect_error) {
@@ -130,7 +129,11 @@ fn emulate_dispatch(src: &str, target: Option<&str>) -> Result<(), Failure> {
     if let Some(t) = target {
         if df.stage_index(t).is_none() {
             let span = Span::default();
-            return Err(Failure { message: format!("target stage {t:?} could not be found"), full: String::new(), lines: vec![span.start_line as u64] });
+            return Err(Failure {
+                message: format!("target stage {t:?} could not be found"),
+                full: String::new(),
+                lines: vec![span.start_line as u64],
+            });
         }
     }
     let lexer: Lexer = df.lexer();
@@ -194,7 +197,11 @@ fn check_expected(want: &Value, got: &Command) -> Result<(), String> {
             .iter()
             .map(|c| serde_json::json!({"path": c.path, "data": c.data, "expand": c.expand}))
             .collect();
-        return expect_eq("source contents", got, want["source_contents"].as_array().cloned().unwrap_or_default());
+        return expect_eq(
+            "source contents",
+            got,
+            want["source_contents"].as_array().cloned().unwrap_or_default(),
+        );
     }
     if let Some(prepend) = want.get("prepend_shell") {
         let Command::Run(run) = got else {
@@ -219,7 +226,9 @@ fn check_expected(want: &Value, got: &Command) -> Result<(), String> {
 fn check_doc_comments(want: &Value, df: &frontend::Dockerfile) -> Result<(), String> {
     let args_of = |cmd: &Command| -> Vec<(String, String)> {
         match cmd {
-            Command::Arg(defs) => defs.iter().map(|d| (d.key.clone(), d.comment.clone().unwrap_or_default())).collect(),
+            Command::Arg(defs) => {
+                defs.iter().map(|d| (d.key.clone(), d.comment.clone().unwrap_or_default())).collect()
+            }
             _ => vec![],
         }
     };
@@ -227,7 +236,12 @@ fn check_doc_comments(want: &Value, df: &frontend::Dockerfile) -> Result<(), Str
         v.as_array()
             .map(|a| {
                 a.iter()
-                    .map(|x| (x["key"].as_str().unwrap_or("").to_string(), x["doc"].as_str().unwrap_or("").to_string()))
+                    .map(|x| {
+                        (
+                            x["key"].as_str().unwrap_or("").to_string(),
+                            x["doc"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -237,8 +251,16 @@ fn check_doc_comments(want: &Value, df: &frontend::Dockerfile) -> Result<(), Str
     let stages = want["stages"].as_array().cloned().unwrap_or_default();
     expect_eq("stage count", df.stages.len(), stages.len())?;
     for (s, w) in df.stages.iter().zip(&stages) {
-        expect_eq("stage name", s.normalized_name().unwrap_or_default().as_str(), w["name"].as_str().unwrap_or(""))?;
-        expect_eq("stage doc", s.comment.clone().unwrap_or_default().as_str(), w["doc"].as_str().unwrap_or(""))?;
+        expect_eq(
+            "stage name",
+            s.normalized_name().unwrap_or_default().as_str(),
+            w["name"].as_str().unwrap_or(""),
+        )?;
+        expect_eq(
+            "stage doc",
+            s.comment.clone().unwrap_or_default().as_str(),
+            w["doc"].as_str().unwrap_or(""),
+        )?;
         let cmds = w["commands"].as_array().cloned().unwrap_or_default();
         expect_eq("command count", s.instructions.len(), cmds.len())?;
         for (i, c) in s.instructions.iter().zip(&cmds) {

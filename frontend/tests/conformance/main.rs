@@ -58,7 +58,10 @@ impl Report {
     fn finish(self, floor: usize) {
         println!("conformance {}: {}/{} passed", self.suite, self.passed, self.total);
         if !self.deferred.is_empty() {
-            println!("  {} cases need a real build and are left to the build scenarios:", self.deferred.len());
+            println!(
+                "  {} cases need a real build and are left to the build scenarios:",
+                self.deferred.len()
+            );
             for id in &self.deferred {
                 println!("    deferred {id}");
             }
@@ -86,5 +89,7 @@ fn read_json(path: &std::path::Path) -> serde_json::Value {
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect())
+        .unwrap_or_default()
 }

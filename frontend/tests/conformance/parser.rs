@@ -19,7 +19,8 @@ fn parser_conformance() {
     let dir = root.join("parser");
     let mut report = Report::new("parser");
 
-    let mut cases: Vec<_> = std::fs::read_dir(dir.join("testfiles")).unwrap().flatten().map(|e| e.path()).collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(dir.join("testfiles")).unwrap().flatten().map(|e| e.path()).collect();
     cases.sort();
     for case in cases {
         let id = format!("testfiles/{}", case.file_name().unwrap().to_string_lossy());
@@ -77,7 +78,9 @@ fn inline_case(case: &Value) -> Result<(), String> {
             let got = heredocs_from_line(input).map_err(|e| e.to_string())?;
             expect_eq("names", got.into_iter().map(|h| h.name).collect(), strings(&want["heredoc_names"]))
         }
-        "heredoc_chomp" => expect_eq("chomp", chomp_heredoc_content(input).as_str(), want.as_str().unwrap_or_default()),
+        "heredoc_chomp" => {
+            expect_eq("chomp", chomp_heredoc_content(input).as_str(), want.as_str().unwrap_or_default())
+        }
         "parse_words" => expect_eq("words", parse_words(input, '\\'), strings(want)),
         "line_numbers" => {
             let raw = syntax::parse_raw(input, "Dockerfile").map_err(|e| e.to_string())?;
@@ -85,8 +88,11 @@ fn inline_case(case: &Value) -> Result<(), String> {
             let last = raw.instructions.last().map(|i| i.span.end_line).unwrap_or(0);
             expect_eq("root start", first as u64, want["root"]["start_line"].as_u64().unwrap_or(0))?;
             expect_eq("root end", last as u64, want["root"]["end_line"].as_u64().unwrap_or(0))?;
-            let got: Vec<Vec<u64>> =
-                raw.instructions.iter().map(|i| vec![i.span.start_line as u64, i.span.end_line as u64]).collect();
+            let got: Vec<Vec<u64>> = raw
+                .instructions
+                .iter()
+                .map(|i| vec![i.span.start_line as u64, i.span.end_line as u64])
+                .collect();
             let want: Vec<Vec<u64>> = want["children"]
                 .as_array()
                 .unwrap()
@@ -122,7 +128,9 @@ fn inline_case(case: &Value) -> Result<(), String> {
                 }
                 None => match got {
                     Ok(raw) => Err(format!("parsed, want an error: {}", raw.dump())),
-                    Err(e) => expect_eq("error", e.message.as_str(), want["error"].as_str().unwrap_or_default()),
+                    Err(e) => {
+                        expect_eq("error", e.message.as_str(), want["error"].as_str().unwrap_or_default())
+                    }
                 },
             }
         }

@@ -92,7 +92,11 @@ fn inline_case(case: &Value) -> Result<(), String> {
         "getEnv (internal)" => {
             let env = EnvList::from_kv_strings(strings(&case["env_list"]));
             let name = case["name"].as_str().unwrap_or_default();
-            expect_eq("value", env.get(name).unwrap_or_default().as_str(), case["expected"].as_str().unwrap_or_default())
+            expect_eq(
+                "value",
+                env.get(name).unwrap_or_default().as_str(),
+                case["expected"].as_str().unwrap_or_default(),
+            )
         }
         function => {
             let env = env_of(&case["env"]);
@@ -101,7 +105,9 @@ fn inline_case(case: &Value) -> Result<(), String> {
                 return match got {
                     Ok(v) => Err(format!("got {:?}, want an error", v.value)),
                     Err(e) => match case["error_contains"].as_str() {
-                        Some(s) if !e.to_string().contains(s) => Err(format!("error {e} does not contain {s:?}")),
+                        Some(s) if !e.to_string().contains(s) => {
+                            Err(format!("error {e} does not contain {s:?}"))
+                        }
                         _ => Ok(()),
                     },
                 };

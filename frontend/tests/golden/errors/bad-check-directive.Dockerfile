@@ -1,0 +1,2 @@
+# check=skip=all;nonsense=1
+FROM alpine

@@ -1,0 +1,4 @@
+FROM alpine
+RUN --mount=type=cache,target=/x \
+    --netwrk=none \
+    make

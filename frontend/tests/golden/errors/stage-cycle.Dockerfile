@@ -1,0 +1,4 @@
+FROM a AS x
+COPY --from=y f /
+FROM b AS y
+COPY --from=x f /
