@@ -1,8 +1,7 @@
 //! The parent side of a run: prepares the state directory and cgroup, spawns the sandbox
 //! init, streams output, and turns what the init reports into an [`Outcome`].
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgroups::{Cgroup, CgroupDriver, CgroupError, CgroupStats, Hierarchy, Manager};
 use crate::error::ExecutorError;
 use crate::init::INIT_ARG;
-use crate::protocol::{FailStage, InitMessage, InitRequest, REQUEST_FD, STATUS_FD};
+use crate::protocol::{FailStage, InitMessage, InitRequest};
 use crate::run_dir::RunDir;
 use crate::spec::{ExitStatus, Outcome, OutputChunk, OutputStream, ResourceStats, Rootfs, Spec};
 use crate::stubs::remove_empty_stubs;
@@ -151,10 +151,9 @@ impl Executor {
             spec,
         };
 
-        let (request_r, request_w) = pipe_pair()?;
-        let (status_r, status_w) = pipe_pair()?;
-        let mut child = self.spawn_init(&request_r, &status_w)?;
-        drop((request_r, status_w));
+        let (channel, child_end) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| ExecutorError::io("creating the control socket", e))?;
+        let mut child = self.spawn_init(child_end)?;
         let stdout = child.stdout.take().map(OwnedFd::from);
         let stderr = child.stderr.take().map(OwnedFd::from);
         let pid = child.id();
@@ -164,18 +163,11 @@ impl Executor {
             // forked or unshared its cgroup namespace yet.
             cg.add_process(pid)?;
         }
-        send_request(request_w, &request).await?;
+        let channel = send_request(channel, &request).await?;
 
         let mut session = Session::default();
-        let drive = session.drive(
-            &mut guard,
-            stdout,
-            stderr,
-            status_r,
-            &output,
-            &cancel,
-            request.spec.limits.timeout,
-        );
+        let drive =
+            session.drive(&mut guard, stdout, stderr, channel, &output, &cancel, request.spec.limits.timeout);
         drive.await?;
 
         let stats = match &guard.cgroup {
@@ -267,41 +259,33 @@ impl Executor {
         }
     }
 
-    fn spawn_init(&self, request_r: &OwnedFd, status_w: &OwnedFd) -> Result<Child, ExecutorError> {
-        let fds = [request_r.as_raw_fd(), status_w.as_raw_fd()];
-        let mut cmd = Command::new(&self.config.init_program);
-        cmd.arg(INIT_ARG).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // SAFETY: the closure only calls dup2, which is async-signal-safe; both source fds
-        // are >= 10 (see pipe_pair), so the dup2 targets 3 and 4 cannot clobber them.
-        unsafe {
-            cmd.pre_exec(move || {
-                for (src, dst) in fds.into_iter().zip([REQUEST_FD, STATUS_FD]) {
-                    if libc::dup2(src, dst) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn()
+    fn spawn_init(&self, channel: std::os::unix::net::UnixStream) -> Result<Child, ExecutorError> {
+        // No pre_exec hook: std can then use posix_spawn (vfork-like) instead of fork,
+        // which matters when the parent is large and multi-threaded.
+        Command::new(&self.config.init_program)
+            .arg(INIT_ARG)
+            .env_clear()
+            .stdin(Stdio::from(OwnedFd::from(channel)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| ExecutorError::io(format!("spawning {}", self.config.init_program.display()), e))
     }
 }
 
-/// A close-on-exec pipe whose fds are >= 10, out of the way of the init's fixed fds.
-fn pipe_pair() -> Result<(OwnedFd, OwnedFd), ExecutorError> {
-    let err = |e: rustix::io::Errno| ExecutorError::io("creating a pipe", e.into());
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(err)?;
-    let high = |fd: OwnedFd| rustix::io::fcntl_dupfd_cloexec(&fd, 10).map_err(err);
-    Ok((high(r)?, high(w)?))
-}
-
-async fn send_request(fd: OwnedFd, request: &InitRequest) -> Result<(), ExecutorError> {
-    let body =
-        serde_json::to_vec(request).map_err(|e| ExecutorError::io("encoding the request", e.into()))?;
-    let mut tx = pipe::Sender::from_owned_fd(fd).map_err(|e| ExecutorError::io("sending the request", e))?;
-    tx.write_all(&body).await.map_err(|e| ExecutorError::io("sending the request", e))?;
-    Ok(())
+/// Sends the request and half-closes the socket so that the init reads to EOF; the rest
+/// of the socket carries the init's reports.
+async fn send_request(
+    channel: std::os::unix::net::UnixStream,
+    request: &InitRequest,
+) -> Result<UnixStream, ExecutorError> {
+    let err = |e| ExecutorError::io("sending the request", e);
+    let body = serde_json::to_vec(request).map_err(|e| err(e.into()))?;
+    channel.set_nonblocking(true).map_err(err)?;
+    let mut channel = UnixStream::from_std(channel).map_err(err)?;
+    channel.write_all(&body).await.map_err(err)?;
+    channel.shutdown().await.map_err(err)?;
+    Ok(channel)
 }
 
 /// What the init reported while the run was being driven.
@@ -335,7 +319,7 @@ impl Session {
         guard: &mut RunGuard,
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
-        status: OwnedFd,
+        channel: UnixStream,
         output: &UnboundedSender<OutputChunk>,
         cancel: &CancellationToken,
         timeout: Option<Duration>,
@@ -347,8 +331,7 @@ impl Session {
         let receiver = |fd: Option<OwnedFd>| fd.map(pipe::Receiver::from_owned_fd).transpose();
         let mut out = receiver(stdout).map_err(io_err("reading stdout"))?;
         let mut err = receiver(stderr).map_err(io_err("reading stderr"))?;
-        let mut status =
-            Some(pipe::Receiver::from_owned_fd(status).map_err(io_err("reading the init status"))?);
+        let mut status = Some(channel);
         let child = guard.child.as_mut().expect("spawned");
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_child(child),
@@ -411,7 +394,7 @@ impl Session {
     }
 }
 
-async fn read_some(rx: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> Option<usize> {
+async fn read_some<R: AsyncRead + Unpin>(rx: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
     let rx = rx.as_mut()?;
     match rx.read(buf).await {
         Ok(0) | Err(_) => None,

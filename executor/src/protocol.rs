@@ -1,9 +1,14 @@
 //! What the parent and the sandbox init say to each other.
 //!
-//! The parent writes one JSON [`InitRequest`] to fd [`REQUEST_FD`] and closes it; the init
-//! answers with JSON lines of [`InitMessage`] on fd [`STATUS_FD`]. Each message is written
-//! with a single `write(2)`, so lines from pid 1 and the command's pre-exec child never
-//! interleave as long as they stay under `PIPE_BUF`.
+//! The init's stdin is one end of a Unix stream socket pair. The parent writes one JSON
+//! [`InitRequest`] and shuts down its writing side; the init reads to EOF, moves the socket
+//! to a close-on-exec fd, and answers with JSON lines of [`InitMessage`]. Passing the
+//! channel as stdin (instead of extra fds set up in a `pre_exec` hook) lets the parent
+//! spawn with `posix_spawn` rather than forking a large multi-threaded process.
+//!
+//! Only one process writes at a time (the outer init before it forks, pid 1 around the
+//! command's lifetime, the command's pre-exec child while pid 1 waits), and each message is
+//! one `write(2)`, so lines never interleave.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -12,11 +17,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{ExitStatus, Spec};
-
-/// fd on which the init reads its request.
-pub(crate) const REQUEST_FD: i32 = 3;
-/// fd on which the init reports progress and the exit status.
-pub(crate) const STATUS_FD: i32 = 4;
 
 /// Everything the init needs; paths are host paths prepared by the parent.
 #[derive(Debug, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use nix::sched::CloneFlags;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::ForkResult;
 
-use crate::protocol::{FailStage, InitMessage, InitRequest, REQUEST_FD, STATUS_FD, send_quietly};
+use crate::protocol::{FailStage, InitMessage, InitRequest, send_quietly};
 use crate::spec::Network;
 
 /// First argument that makes a program act as the sandbox init.
@@ -66,12 +66,20 @@ impl<T, E: Display> Stage<T> for Result<T, E> {
 /// thread or async runtime starts) when its first argument is [`INIT_ARG`]; see
 /// [`crate::maybe_sandbox_init`]. Never returns.
 pub fn sandbox_init_main() -> ! {
-    // SAFETY: the executor spawns the init with the request pipe on fd 3 and the status
-    // pipe on fd 4 (dup2 in pre_exec); nothing else in this fresh process owns them.
-    let (request, status) = unsafe { (OwnedFd::from_raw_fd(REQUEST_FD), OwnedFd::from_raw_fd(STATUS_FD)) };
-    // The command must not inherit the status pipe; its pre-exec child still can write.
-    let _ = rustix::io::fcntl_setfd(&status, rustix::io::FdFlags::CLOEXEC);
-    let req = match read_request(request) {
+    // SAFETY: the executor spawns the init with one end of its control socket as stdin;
+    // nothing else in this fresh process owns fd 0.
+    let channel = unsafe { OwnedFd::from_raw_fd(0) };
+    let mut channel = std::fs::File::from(channel);
+    let request = read_request(&mut channel);
+    let channel = OwnedFd::from(channel);
+    let status = match take_over_stdin(channel) {
+        Ok(status) => status,
+        Err((f, channel)) => {
+            f.report(&channel);
+            std::process::exit(1);
+        }
+    };
+    let req = match request {
         Ok(req) => req,
         Err(f) => {
             f.report(&status);
@@ -87,9 +95,39 @@ pub fn sandbox_init_main() -> ! {
     }
 }
 
-fn read_request(fd: OwnedFd) -> Result<InitRequest, Failure> {
+/// Moves the control socket off fd 0 (to a close-on-exec fd the command will not inherit)
+/// and puts `/dev/null` there for the command's stdin.
+fn take_over_stdin(channel: OwnedFd) -> Result<OwnedFd, (Failure, OwnedFd)> {
+    let moved = match rustix::io::fcntl_dupfd_cloexec(&channel, 3) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return Err((
+                Failure::new(FailStage::Setup("moving the control socket".into()), e.to_string()),
+                channel,
+            ));
+        }
+    };
+    drop(channel);
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    );
+    // dup2 onto 0 clears close-on-exec, which is what the command's stdin needs.
+    match null
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error()))
+        .and_then(|null| nix::unistd::dup2_stdin(&null))
+    {
+        Ok(()) => Ok(moved),
+        Err(e) => {
+            Err((Failure::new(FailStage::Setup("opening /dev/null as stdin".into()), e.to_string()), moved))
+        }
+    }
+}
+
+fn read_request(channel: &mut std::fs::File) -> Result<InitRequest, Failure> {
     let mut buf = Vec::new();
-    std::fs::File::from(fd).read_to_end(&mut buf).stage("reading the sandbox request")?;
+    channel.read_to_end(&mut buf).stage("reading the sandbox request")?;
     serde_json::from_slice(&buf).stage("decoding the sandbox request")
 }
 
