@@ -87,3 +87,13 @@ fn fixture_layer_is_reproducible_in_another_directory() {
     }
     assert_eq!(export_layer(&store, &a.path().join("l"), &LayerOptions::default()).unwrap(), x);
 }
+
+#[test]
+fn empty_layer_has_dockers_well_known_diff_id() {
+    // Go's archive/tar (docker, containerd, BuildKit) writes an empty layer as two zero
+    // blocks; its digest is the "empty layer" every registry has seen.
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, store) = util::store();
+    let e = export_layer(&store, dir.path(), &LayerOptions::default()).unwrap();
+    assert_eq!(e.diff_id.as_str(), "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
+}
