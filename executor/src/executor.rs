@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgroups::{Cgroup, CgroupDriver, CgroupError, CgroupStats, Hierarchy, Manager};
 use crate::error::ExecutorError;
 use crate::init::INIT_ARG;
-use crate::protocol::{FailStage, InitMessage, InitRequest};
+use crate::protocol::{CgroupFs, FailStage, InitMessage, InitRequest};
 use crate::run_dir::RunDir;
 use crate::spec::{ExitStatus, Outcome, OutputChunk, OutputStream, ResourceStats, Rootfs, Spec};
 use crate::stubs::remove_empty_stubs;
@@ -146,7 +146,11 @@ impl Executor {
             hosts_file: run_dir.hosts(),
             resolv_file: run_dir.resolv(),
             hostname_file: run_dir.hostname(),
-            mount_cgroup2: self.hierarchy.as_ref().is_some_and(|h| h.is_v2()) && guard.cgroup.is_some(),
+            cgroup_fs: match guard.cgroup.as_deref() {
+                None => CgroupFs::None,
+                Some(Cgroup::V2(_)) => CgroupFs::V2,
+                Some(Cgroup::V1(cg)) => CgroupFs::V1(cg.named_dirs()),
+            },
             overlay_index_off: self.overlay_index_off,
             spec,
         };

@@ -27,10 +27,24 @@ pub(crate) struct InitRequest {
     pub hosts_file: PathBuf,
     pub resolv_file: PathBuf,
     pub hostname_file: PathBuf,
-    /// Mount the cgroup2 hierarchy (the run's cgroup namespace) at `/sys/fs/cgroup`.
-    pub mount_cgroup2: bool,
+    /// What to show at `/sys/fs/cgroup`.
+    pub cgroup_fs: CgroupFs,
     /// Pass `index=off` to overlayfs (supported by this kernel).
     pub overlay_index_off: bool,
+}
+
+/// The run's own cgroup, as the command sees it at `/sys/fs/cgroup` (read-only, as in
+/// Docker), so that runtimes that size themselves from cgroup limits (JVM, Go, Node) see
+/// the run's limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CgroupFs {
+    /// No cgroup: `/sys/fs/cgroup` stays as sysfs has it (empty).
+    None,
+    /// A fresh cgroup2 mount, rooted at the run's cgroup by the cgroup namespace.
+    V2,
+    /// A tmpfs with one bind mount per v1 hierarchy: (directory name such as "memory" or
+    /// "cpu,cpuacct", the run's cgroup directory on the host).
+    V1(Vec<(String, PathBuf)>),
 }
 
 /// Where a failure inside the sandbox happened; the parent maps it onto

@@ -223,7 +223,7 @@ impl<'a> Applier<'a> {
             Step::Symlink { dest, target } => {
                 let (parent, name) = dest.rsplit_once('/').unwrap_or(("", dest));
                 let parent = self.ensure(if parent.is_empty() { "/" } else { parent }, Kind::Dir)?;
-                rfs::symlinkat(*target, &parent.fd, name)?;
+                rfs::symlinkat(target.as_str(), &parent.fd, name)?;
             }
             Step::Mask { dest } => {
                 let Some(fd) = open_existing(self.root, dest)? else { return Ok(()) };

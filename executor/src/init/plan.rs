@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use nix::mount::MsFlags;
 
 use super::in_root::Kind;
-use crate::protocol::InitRequest;
+use crate::protocol::{CgroupFs, InitRequest};
 use crate::spec::MountKind;
 
 /// Host devices bind-mounted into `/dev` (Docker's default device list minus consoles).
@@ -49,7 +49,7 @@ pub(crate) enum Step {
     /// An overlay of host directories.
     Overlay { dest: String, lower: Vec<PathBuf>, upper_work: Option<(PathBuf, PathBuf)> },
     /// A symlink in a tmpfs we own (`/dev/fd`, ...).
-    Symlink { dest: String, target: &'static str },
+    Symlink { dest: String, target: String },
     /// Hide a path if it exists.
     Mask { dest: String },
     /// Make a path read-only if it exists.
@@ -145,7 +145,7 @@ pub(crate) fn plan(req: &InitRequest) -> Vec<Step> {
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     ));
-    steps.push(Step::Symlink { dest: "/dev/ptmx".to_owned(), target: "pts/ptmx" });
+    steps.push(Step::Symlink { dest: "/dev/ptmx".to_owned(), target: "pts/ptmx".to_owned() });
     steps.push(fs("/dev/shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k"));
     steps.push(fs("/dev/mqueue", "mqueue", nosuid_nodev_noexec, ""));
     for (name, target) in [
@@ -155,13 +155,43 @@ pub(crate) fn plan(req: &InitRequest) -> Vec<Step> {
         ("stderr", "/proc/self/fd/2"),
         ("core", "/proc/kcore"),
     ] {
-        steps.push(Step::Symlink { dest: format!("/dev/{name}"), target });
+        steps.push(Step::Symlink { dest: format!("/dev/{name}"), target: target.to_owned() });
     }
     let sys_flags =
         if spec.insecure { nosuid_nodev_noexec } else { nosuid_nodev_noexec | MsFlags::MS_RDONLY };
     steps.push(fs("/sys", "sysfs", sys_flags, ""));
-    if req.mount_cgroup2 {
-        steps.push(fs("/sys/fs/cgroup", "cgroup2", sys_flags, ""));
+    match &req.cgroup_fs {
+        CgroupFs::None => {}
+        CgroupFs::V2 => steps.push(fs("/sys/fs/cgroup", "cgroup2", sys_flags, "")),
+        CgroupFs::V1(dirs) => {
+            // Like runc: a tmpfs holding one read-only bind per hierarchy, made read-only
+            // itself once the binds are in (by the read-only step below).
+            steps.push(fs("/sys/fs/cgroup", "tmpfs", nosuid_nodev_noexec, "mode=755"));
+            let mut ro = nosuid_nodev_noexec;
+            if !spec.insecure {
+                ro |= MsFlags::MS_RDONLY;
+            }
+            for (name, dir) in dirs {
+                steps.push(Step::Bind {
+                    dest: format!("/sys/fs/cgroup/{name}"),
+                    kind: Kind::Dir,
+                    source: dir.clone(),
+                    remount: Some(ro),
+                });
+                // Co-mounted controllers are also reachable by their own names.
+                if name.contains(',') {
+                    for single in name.split(',') {
+                        steps.push(Step::Symlink {
+                            dest: format!("/sys/fs/cgroup/{single}"),
+                            target: name.clone(),
+                        });
+                    }
+                }
+            }
+            if !spec.insecure {
+                steps.push(Step::ReadOnly { dest: "/sys/fs/cgroup".to_owned() });
+            }
+        }
     }
     for (dest, source) in [
         ("/etc/hosts", &req.hosts_file),
@@ -222,14 +252,14 @@ mod tests {
     use super::*;
     use crate::spec::{Mount, Rootfs, Spec};
 
-    fn request(spec: Spec, cgroup2: bool) -> InitRequest {
+    fn request(spec: Spec, cgroup_fs: CgroupFs) -> InitRequest {
         InitRequest {
             spec,
             rootfs_dir: "/state/run/rootfs".into(),
             hosts_file: "/state/run/hosts".into(),
             resolv_file: "/state/run/resolv.conf".into(),
             hostname_file: "/state/run/hostname".into(),
-            mount_cgroup2: cgroup2,
+            cgroup_fs,
             overlay_index_off: false,
         }
     }
@@ -241,7 +271,7 @@ mod tests {
 
     #[test]
     fn default_plan() {
-        let got: Vec<String> = plan(&request(spec(), false)).iter().map(|s| s.to_string()).collect();
+        let got: Vec<String> = plan(&request(spec(), CgroupFs::None)).iter().map(|s| s.to_string()).collect();
         let want = "\
 proc /proc nosuid,nodev,noexec
 tmpfs /dev nosuid,nodev,strictatime mode=755,size=65536k
@@ -302,7 +332,7 @@ readonly /proc/sysrq-trigger";
                 },
             },
         ];
-        let steps = plan(&request(s, true));
+        let steps = plan(&request(s, CgroupFs::V2));
         let got: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
         let at = got.iter().position(|l| l.starts_with("bind /cache")).unwrap();
         assert_eq!(
@@ -322,8 +352,44 @@ readonly /proc/sysrq-trigger";
     fn insecure_has_writable_sys_and_no_masks() {
         let mut s = spec();
         s.insecure = true;
-        let got: Vec<String> = plan(&request(s, false)).iter().map(|s| s.to_string()).collect();
+        let got: Vec<String> = plan(&request(s, CgroupFs::None)).iter().map(|s| s.to_string()).collect();
         assert!(got.contains(&"sysfs /sys nosuid,nodev,noexec".to_owned()));
         assert!(!got.iter().any(|l| l.starts_with("mask") || l.starts_with("readonly")));
+    }
+}
+
+#[cfg(test)]
+mod cgroup_fs_tests {
+    use super::*;
+    use crate::spec::{Rootfs, Spec};
+
+    #[test]
+    fn v1_cgroup_fs_is_a_read_only_tmpfs_of_binds() {
+        let rootfs = Rootfs::Overlay { lower: vec![], upper: "/u".into(), work: "/w".into() };
+        let req = InitRequest {
+            spec: Spec::new(vec!["true".into()], rootfs),
+            rootfs_dir: "/r".into(),
+            hosts_file: "/h".into(),
+            resolv_file: "/rc".into(),
+            hostname_file: "/hn".into(),
+            cgroup_fs: CgroupFs::V1(vec![
+                ("memory".into(), "/sys/fs/cgroup/memory/rbuild/r1".into()),
+                ("cpu,cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct/rbuild/r1".into()),
+            ]),
+            overlay_index_off: false,
+        };
+        let got: Vec<String> = plan(&req).iter().map(|s| s.to_string()).collect();
+        let at = got.iter().position(|l| l.starts_with("tmpfs /sys/fs/cgroup")).unwrap();
+        assert_eq!(
+            &got[at..at + 5],
+            [
+                "tmpfs /sys/fs/cgroup nosuid,nodev,noexec mode=755",
+                "bind /sys/fs/cgroup/memory dir /sys/fs/cgroup/memory/rbuild/r1 remount ro,nosuid,nodev,noexec",
+                "bind /sys/fs/cgroup/cpu,cpuacct dir /sys/fs/cgroup/cpu,cpuacct/rbuild/r1 remount ro,nosuid,nodev,noexec",
+                "symlink /sys/fs/cgroup/cpu -> cpu,cpuacct",
+                "symlink /sys/fs/cgroup/cpuacct -> cpu,cpuacct",
+            ]
+        );
+        assert_eq!(got[at + 5], "readonly /sys/fs/cgroup");
     }
 }

@@ -50,7 +50,9 @@ async fn pids_limit_contains_a_fork_bomb() {
     );
 
     // A real fork bomb: contained by the pids limit, ended by the timeout.
-    let mut spec = sb.spec("bomb() { bomb | bomb & }; bomb; exec sleep 30");
+    // The bomb starts in a subshell so that the main shell's only fork happens before the
+    // pids limit is reached; it then waits (exec, no fork) for the timeout.
+    let mut spec = sb.spec("(bomb() { bomb | bomb & }; bomb) & exec sleep 30");
     spec.limits = Limits { pids: Some(64), timeout: Some(Duration::from_secs(2)), ..Limits::default() };
     let started = Instant::now();
     let ran = sb.run(spec).await;
@@ -107,4 +109,27 @@ async fn without_cgroups_limits_are_refused_and_usage_comes_from_rusage() {
         matches!(result, Err(executor::ExecutorError::Cgroup(executor::CgroupError::Unavailable { .. }))),
         "{result:?}"
     );
+}
+
+#[tokio::test]
+async fn the_run_sees_its_own_limits_read_only() {
+    require_root!();
+    let sb = Sandbox::new();
+    let file = match sb.executor.cgroup_version() {
+        Some(1) => "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        Some(2) => "/sys/fs/cgroup/memory.max",
+        _ => {
+            eprintln!("skipped: no cgroup hierarchy");
+            return;
+        }
+    };
+    let mut spec = sb.spec(&format!(
+        "cat {file}; echo 1 > {file} 2>/dev/null; echo write=$?; grep -c cgroup /proc/self/mountinfo"
+    ));
+    spec.limits.memory_bytes = Some(96 << 20);
+    let out = sb.run(spec).await.ok().to_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], (96u64 << 20).to_string());
+    assert_eq!(lines[1], "write=1");
+    assert!(lines[2].parse::<u32>().unwrap() >= 1, "{out}");
 }

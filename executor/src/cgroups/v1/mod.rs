@@ -103,6 +103,19 @@ impl Cgroup {
         out
     }
 
+    /// One entry per directory: the names of the controllers in it joined with ','
+    /// (as the kernel names co-mounted hierarchies), and the directory.
+    pub(crate) fn named_dirs(&self) -> Vec<(String, PathBuf)> {
+        self.unique_dirs()
+            .into_iter()
+            .map(|dir| {
+                let names: Vec<&str> =
+                    self.dirs.iter().filter(|(_, d)| d.as_path() == dir).map(|(c, _)| c.name()).collect();
+                (names.join(","), dir.to_path_buf())
+            })
+            .collect()
+    }
+
     fn require(&self, controller: Controller, limit: &'static str) -> Result<&Path, CgroupError> {
         self.dir(controller).ok_or(CgroupError::MissingController { controller: controller.name(), limit })
     }
