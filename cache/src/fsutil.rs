@@ -9,7 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The xattr overlayfs reads to decide that a directory hides the layers below it.
@@ -146,7 +146,7 @@ pub(crate) fn copy_node(src: &Path, dst: &Path) -> Result<(), StoreError> {
         let mut to = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .custom_flags(libc_o_nofollow())
+            .custom_flags(o_nofollow())
             .open(dst)
             .map_err(io_err("create", dst))?;
         io::copy(&mut from, &mut to).map_err(io_err("copy into", dst))?;
@@ -165,12 +165,11 @@ pub(crate) fn copy_node(src: &Path, dst: &Path) -> Result<(), StoreError> {
     copy_metadata(src, &meta, dst).map_err(io_err("copy metadata to", dst))
 }
 
-/// `O_NOFOLLOW`, so creating a file never writes through a symlink planted at its place.
-fn libc_o_nofollow() -> i32 {
+/// `O_NOFOLLOW` for [`OpenOptionsExt::custom_flags`]: creating a file never writes
+/// through a symlink planted at its place.
+pub(crate) fn o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 /// Flushes the file system holding `path` (one `syncfs` instead of an fsync per file), so a
 /// layer is on disk before its database record says it exists.

@@ -369,7 +369,10 @@ impl Store {
         let graph = Graph::build(self)?;
         let (_, live_blobs) = graph.reachable(&HashSet::new());
         for (digest, size) in &graph.blob_sizes {
-            if live_blobs.contains(digest) || self.blob_is_recent(digest, graph.protected.blobs_since) {
+            if live_blobs.contains(digest)
+                || graph.protected.blobs.contains(digest)
+                || self.blob_is_recent(digest, graph.protected.blobs_since)
+            {
                 continue;
             }
             self.content().remove(digest)?;

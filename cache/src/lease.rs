@@ -3,6 +3,7 @@
 //! creates or looks up until the build has recorded what it keeps.
 
 use crate::layer::LayerId;
+use registry::Digest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -16,12 +17,16 @@ struct PinState {
     next_lease: u64,
     /// Layers committed, imported or looked up while a lease was alive.
     leased_layers: HashSet<LayerId>,
+    /// Blobs of cache records looked up while a lease was alive.
+    leased_blobs: HashSet<Digest>,
 }
 
 /// What garbage collection must not touch right now.
 pub(crate) struct Protected {
     /// Layers in use by mounts or leases.
     pub(crate) layers: HashSet<LayerId>,
+    /// Blobs in use by leases.
+    pub(crate) blobs: HashSet<Digest>,
     /// Blobs written after this time may still be unreferenced parts of a running build.
     pub(crate) blobs_since: Option<SystemTime>,
 }
@@ -45,11 +50,12 @@ impl Pins {
         }
     }
 
-    /// Records layers a lookup handed out (a cache hit about to be used).
-    pub(crate) fn note_used_layers(&self, ids: &[LayerId]) {
+    /// Records layers and blobs a lookup handed out (a cache hit about to be used).
+    pub(crate) fn note_used(&self, ids: &[LayerId], blobs: &[Digest]) {
         let mut s = self.state();
         if !s.leases.is_empty() {
             s.leased_layers.extend(ids.iter().cloned());
+            s.leased_blobs.extend(blobs.iter().cloned());
         }
     }
 
@@ -67,7 +73,7 @@ impl Pins {
         let s = self.state();
         let mut layers: HashSet<LayerId> = s.mounted.keys().cloned().collect();
         layers.extend(s.leased_layers.iter().cloned());
-        Protected { layers, blobs_since: s.leases.values().min().copied() }
+        Protected { layers, blobs: s.leased_blobs.clone(), blobs_since: s.leases.values().min().copied() }
     }
 }
 
@@ -127,6 +133,7 @@ impl Drop for Lease {
         s.leases.remove(&self.id);
         if s.leases.is_empty() {
             s.leased_layers.clear();
+            s.leased_blobs.clear();
         }
     }
 }

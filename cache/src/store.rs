@@ -138,12 +138,14 @@ impl Store {
         for entry in fs::read_dir(&layers_dir).map_err(io_err("read directory", &layers_dir))? {
             let entry = entry.map_err(io_err("read directory", &layers_dir))?;
             let known = entry.file_name().to_str().and_then(|n| n.parse::<LayerId>().ok());
-            if known.is_some_and(|id| report.layers.contains(&id)) {
+            if known.as_ref().is_some_and(|id| report.layers.contains(id)) {
                 continue;
             }
             let path = entry.path();
-            crate::fsutil::remove_any(&path).map_err(io_err("remove uncommitted layer", &path))?;
-            recovery.uncommitted_layers += 1;
+            crate::fsutil::remove_any(&path).map_err(io_err("remove layer", &path))?;
+            if !known.is_some_and(|id| lost.contains(&id)) {
+                recovery.uncommitted_layers += 1;
+            }
         }
         if recovery != Recovery::default() {
             tracing::info!(?recovery, root = %root.display(), "recovered store after an unclean shutdown");

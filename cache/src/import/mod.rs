@@ -119,7 +119,7 @@ impl Store {
                 check_diff_id(blob, diff_id, actual)?;
                 self.meta().set_layer_blob(&id, layer_blob)?;
             }
-            self.inner.pins.note_used_layers(std::slice::from_ref(&id));
+            self.inner.pins.note_used(std::slice::from_ref(&id), &[]);
             return Ok(id);
         }
 

@@ -34,7 +34,7 @@ pub(crate) fn apply_tar<R: Read>(
     blob: &Digest,
 ) -> Result<(), StoreError> {
     let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-    let mut unpacker = Unpacker { diff, lowers, blob, dirs: Vec::new(), root_opaque: false };
+    let mut unpacker = Unpacker { diff, lowers, blob, dirs: Vec::new(), root_opaque: false, last_dir: None };
     let mut archive = tar::Archive::new(reader);
     let read_err = |source| ImportError::Read { digest: blob.clone(), source };
     for entry in archive.entries().map_err(read_err)? {
@@ -52,6 +52,9 @@ struct Unpacker<'a> {
     dirs: Vec<CreatedDir>,
     /// The tar had `.wh..wh..opq` at its root.
     root_opaque: bool,
+    /// The last directory resolved, by its entry components: consecutive entries of a tar
+    /// usually share it. Cleared whenever something is removed from the layer.
+    last_dir: Option<(Vec<OsString>, PathBuf)>,
 }
 
 /// Ownership, mode, times and xattrs of an entry.
@@ -81,11 +84,25 @@ impl Unpacker<'_> {
 
     /// The directory `comps` inside the layer, created when missing.
     fn dir(&mut self, comps: &[OsString], entry: &str) -> Result<PathBuf, StoreError> {
+        if let Some((last, path)) = &self.last_dir
+            && last.as_slice() == comps
+        {
+            return Ok(path.clone());
+        }
         match resolve_dir(self.diff, &self.lowers, comps, true, &mut self.dirs) {
-            Ok(Some(p)) => Ok(p),
+            Ok(Some(p)) => {
+                self.last_dir = Some((comps.to_vec(), p.clone()));
+                Ok(p)
+            }
             Ok(None) => Err(self.invalid(entry, "parent directory vanished")),
             Err(e) => Err(self.resolve_err(entry, e)),
         }
+    }
+
+    /// Removes whatever is at `path`, forgetting resolved directories that may go with it.
+    fn remove(&mut self, path: &Path) -> io::Result<()> {
+        self.last_dir = None;
+        fsutil::remove_any(path)
     }
 
     fn resolve_err(&self, entry: &str, e: ResolveError) -> StoreError {
@@ -136,7 +153,7 @@ impl Unpacker<'_> {
                 merge_dir = true;
             } else {
                 make_opaque = is_whiteout(&m) && kind == EntryType::Directory;
-                fsutil::remove_any(&path).map_err(self.write_err(&name, "replace", &path))?;
+                self.remove(&path).map_err(self.write_err(&name, "replace", &path))?;
             }
         }
 
@@ -154,7 +171,7 @@ impl Unpacker<'_> {
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .custom_flags(fsutil::o_nofollow())
                     .open(&path)
                     .map_err(self.write_err(&name, "create", &path))?;
                 self.copy_data(entry, &mut file, &name, &path)?;
@@ -179,10 +196,8 @@ impl Unpacker<'_> {
                     EntryType::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                if ft == FileType::CharacterDevice && major == 0 && minor == 0 {
-                    // A 0:0 device would read as a whiteout in upperdir format.
-                    return Err(self.invalid(&name, "character device 0:0 is reserved for whiteouts"));
-                }
+                // A 0:0 character device is an overlay whiteout that leaked into a tar; kept
+                // as is, it acts as one (as containerd's unpacker does).
                 fsutil::make_node(&path, ft, rustix::fs::makedev(major, minor)).map_err(self.write_err(
                     &name,
                     "create device node",
@@ -337,15 +352,14 @@ impl Unpacker<'_> {
                     "look up hard link target",
                     path,
                 ))?;
-                let Some((lower, meta)) = found.filter(|(_, m)| !m.is_dir()) else {
+                let Some((lower, _)) = found.filter(|(_, m)| !m.is_dir()) else {
                     let t = String::from_utf8_lossy(target);
                     return Err(self.invalid(name, format!("hard link target {t} not found")));
                 };
-                let _ = meta;
                 // Copy the lower file up so both names share one inode in this layer.
                 let dir = self.dir(tparent, name)?;
                 let up = dir.join(tbase);
-                fsutil::remove_any(&up).map_err(self.write_err(name, "replace", &up))?;
+                self.remove(&up).map_err(self.write_err(name, "replace", &up))?;
                 fsutil::copy_node(&lower, &up)?;
                 up
             }
@@ -353,24 +367,27 @@ impl Unpacker<'_> {
         if source == path {
             return Ok(());
         }
-        fsutil::remove_any(path).map_err(self.write_err(name, "replace", path))?;
+        self.remove(path).map_err(self.write_err(name, "replace", path))?;
         fs::hard_link(&source, path).map_err(self.write_err(name, "create hard link", path))
     }
 
     fn finish(self) -> Result<(), StoreError> {
         if self.root_opaque {
-            // overlayfs ignores the opaque xattr on the upper root, so hide each lower
-            // root entry that this layer does not provide with a whiteout instead.
-            for name in
-                union_root_names(&self.lowers).map_err(self.write_err(".wh..wh..opq", "list", self.diff))?
-            {
+            // overlayfs ignores the opaque xattr on a layer root, so hide each lower root
+            // entry instead: a whiteout where this layer has nothing, opaque where it has
+            // a directory of its own.
+            let op = ".wh..wh..opq";
+            for name in union_root_names(&self.lowers).map_err(self.write_err(op, "list", self.diff))? {
                 let path = self.diff.join(&name);
-                if fs::symlink_metadata(&path).is_err() {
-                    fsutil::make_whiteout(&path).map_err(self.write_err(
-                        ".wh..wh..opq",
-                        "create whiteout",
-                        &path,
-                    ))?;
+                match fs::symlink_metadata(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        fsutil::make_whiteout(&path).map_err(self.write_err(op, "create whiteout", &path))?
+                    }
+                    Err(e) => return Err(self.write_err(op, "stat", &path)(e)),
+                    Ok(m) if m.is_dir() => {
+                        fsutil::set_opaque(&path).map_err(self.write_err(op, "mark opaque", &path))?
+                    }
+                    Ok(_) => {}
                 }
             }
         }

@@ -146,7 +146,7 @@ impl Meta {
     pub fn get_cache(&self, key: &Digest) -> Result<Option<CacheRecord>, StoreError> {
         let rec: Option<CacheRecord> = self.get_json(CACHE, key.as_str())?;
         if let Some(r) = &rec {
-            self.pins.note_used_layers(&r.chain);
+            self.pins.note_used(&r.chain, &r.blobs);
         }
         Ok(rec)
     }

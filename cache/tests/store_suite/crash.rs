@@ -262,6 +262,7 @@ fn layers_not_flushed_before_a_power_failure_are_dropped() {
     }
     let (store, recovery) = Store::open_with_recovery(&root).unwrap();
     assert_eq!(recovery.unflushed_layers, 1);
+    assert_eq!(recovery.uncommitted_layers, 2);
     assert_eq!(recovery.dropped_records, 1, "the cache record naming the lost layer");
     assert!(store.meta().layer(&l1).unwrap().is_none());
     assert!(store.meta().get_cache(&Digest::of_bytes(b"k1")).unwrap().is_none());

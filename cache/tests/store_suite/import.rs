@@ -321,3 +321,19 @@ fn later_entries_replace_earlier_ones() {
     assert_eq!(owner_mode(&diff.join("y")).0, 0o755);
     assert_eq!(fs::read(diff.join("z")).unwrap(), b"now a file");
 }
+
+#[test]
+fn opaque_marker_at_the_root_hides_all_lower_content() {
+    require_root!();
+    let t = TestStore::new();
+    let base = TarBuilder::new().file("a", b"a", 0o644).file("b/c", b"c", 0o644).finish();
+    let l1 = t.import(&[], &base, Compression::Gzip);
+    let top = TarBuilder::new().file(".wh..wh..opq", b"", 0o644).file("b/new", b"n", 0o644).finish();
+    let l2 = t.import(std::slice::from_ref(&l1), &top, Compression::Gzip);
+    // overlayfs ignores the opaque xattr on a layer root, so the import whiteouts each
+    // lower entry instead.
+    assert!(is_whiteout(&t.store.layer_dir(&l2).join("a")));
+    let m = t.store.mount_readonly(&[l1, l2]).unwrap();
+    assert_eq!(names(m.path()), ["b"]);
+    assert_eq!(names(&m.path().join("b")), ["new"], "a directory this layer provides is opaque too");
+}
