@@ -164,6 +164,7 @@ impl Engine {
         let times: Vec<i64> = blobs.iter().map(|(_, t)| *t).collect();
         fill_times(&mut config, &times, epoch);
         let layers: Vec<Descriptor> = blobs.into_iter().map(|(b, _)| b.descriptor).collect();
+        solver::remember_chain(&self.store, &config.rootfs.diff_ids, chain)?;
         let written = exporter::write_image(self.store.content(), &config, &layers, oci)?;
         let manifest = written.manifest.clone();
         let image_id = written.config.digest.clone();

@@ -40,6 +40,13 @@ impl crate::Engine {
         {
             return Ok(BaseImage { pinned: req.reference.with_digest(pin.manifest), config });
         }
+        // Images in the local store are used as they are, like docker does with its image
+        // store; `--pull` asks the registry instead.
+        if !pull
+            && let Some(found) = self.local_image(req)?
+        {
+            return Ok(found);
+        }
         let step = format!("resolve:{}", pin_key(req));
         let name = format!("[internal] load metadata for {}", req.reference);
         progress.started(&step, &name);
@@ -60,5 +67,29 @@ impl crate::Engine {
         meta.put_kv(PIN_NAMESPACE, &pin_key(req), &serde_json::to_vec(&pin).expect("pins serialize"))?;
         progress.done(&step, start, Default::default());
         Ok(BaseImage { pinned: req.reference.with_digest(manifest), config: resolved.config })
+    }
+}
+
+impl crate::Engine {
+    /// The image named `req.reference` in the local store, for `req.platform`.
+    fn local_image(&self, req: &ImageRequest) -> Result<Option<BaseImage>, EngineError> {
+        let mut name = req.reference.clone();
+        name.digest = None;
+        let Some(record) = self.store.meta().get_image(&name.to_string())? else { return Ok(None) };
+        if req.reference.digest.as_ref().is_some_and(|d| *d != record.manifest.digest) {
+            return Ok(None);
+        }
+        let content = self.store.content();
+        let Ok(bytes) = content.read(&record.manifest.digest) else { return Ok(None) };
+        let manifest = match registry::AnyManifest::parse(Some(&record.manifest.media_type), &bytes) {
+            Ok(registry::AnyManifest::Image(m)) => m,
+            _ => return Ok(None),
+        };
+        let Ok(config_bytes) = content.read(&manifest.config.digest) else { return Ok(None) };
+        let Ok(config) = serde_json::from_slice::<ImageConfig>(&config_bytes) else { return Ok(None) };
+        if !req.platform.matches(&config.platform()) {
+            return Ok(None);
+        }
+        Ok(Some(BaseImage { pinned: req.reference.with_digest(record.manifest.digest), config }))
     }
 }

@@ -18,4 +18,4 @@ mod worker;
 
 pub use error::{ProcessEnd, SolveError};
 pub use scheduler::{Solution, SolveOptions, Solver, Step, Worker};
-pub use worker::{LocalWorker, Ref, WorkerConfig};
+pub use worker::{LocalWorker, Ref, WorkerConfig, remember_chain};

@@ -50,10 +50,14 @@ pub async fn run(w: &LocalWorker, step: &Step, exec: &ir::Exec, inputs: &[Ref]) 
     for m in exec.mounts.iter().skip(usize::from(root_mount.is_some())) {
         let kind = match &m.kind {
             MountKind::Layer => {
-                return Err(SolveError::msg(&step.name, format!("a second root mount at {} is not supported", m.dest)));
+                return Err(SolveError::msg(
+                    &step.name,
+                    format!("a second root mount at {} is not supported", m.dest),
+                ));
             }
             MountKind::Bind => {
-                let input = m.input.ok_or_else(|| SolveError::msg(&step.name, "bind mount without a source"))?;
+                let input =
+                    m.input.ok_or_else(|| SolveError::msg(&step.name, "bind mount without a source"))?;
                 match &inputs[input] {
                     Ref::Dir { path, .. } => {
                         executor::MountKind::Bind { source: below(path, &m.selector), readonly: m.readonly }
@@ -70,13 +74,19 @@ pub async fn run(w: &LocalWorker, step: &Step, exec: &ir::Exec, inputs: &[Ref]) 
                         if !m.selector.is_empty() && m.selector != "/" {
                             return Err(SolveError::msg(
                                 &step.name,
-                                format!("rw bind mount of a subpath ({}) of a stage is not supported yet", m.selector),
+                                format!(
+                                    "rw bind mount of a subpath ({}) of a stage is not supported yet",
+                                    m.selector
+                                ),
                             ));
                         }
                         let scratch = w.store.new_layer().map_err(|e| store_err(&step.name, e))?;
                         let kind = executor::MountKind::Overlay {
                             lower: w.store.lower_dirs(c),
-                            upper_work: Some((scratch.diff_dir().to_path_buf(), scratch.work_dir().to_path_buf())),
+                            upper_work: Some((
+                                scratch.diff_dir().to_path_buf(),
+                                scratch.work_dir().to_path_buf(),
+                            )),
                         };
                         scratches.push(scratch);
                         kind
@@ -95,7 +105,10 @@ pub async fn run(w: &LocalWorker, step: &Step, exec: &ir::Exec, inputs: &[Ref]) 
                 ));
             }
             MountKind::Ssh { id, .. } => {
-                return Err(SolveError::msg(&step.name, format!("ssh mounts are not supported yet (ssh {id:?})")));
+                return Err(SolveError::msg(
+                    &step.name,
+                    format!("ssh mounts are not supported yet (ssh {id:?})"),
+                ));
             }
         };
         mounts.push(Mount { dest: m.dest.clone(), kind });
@@ -175,7 +188,12 @@ pub async fn run(w: &LocalWorker, step: &Step, exec: &ir::Exec, inputs: &[Ref]) 
         }
     };
     if let Some(end) = end {
-        return Err(SolveError::ProcessFailed { step: step.name.clone(), command: command_text(&exec.args), end, tail });
+        return Err(SolveError::ProcessFailed {
+            step: step.name.clone(),
+            command: command_text(&exec.args),
+            end,
+            tail,
+        });
     }
     let id = tokio::task::spawn_blocking(move || layer.commit())
         .await
@@ -193,12 +211,20 @@ impl LocalWorker {
         let name = registry::Digest::of_bytes(id.as_bytes());
         let dir = self.store.root().join("cache-mounts").join(&name.hex()[..32]);
         if !dir.exists() {
-            std::fs::create_dir_all(&dir).map_err(|source| cache::StoreError::Io { op: "prepare cache mount", path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| cache::StoreError::Io {
+                op: "prepare cache mount",
+                path: dir.clone(),
+                source,
+            })?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-                .map_err(|source| cache::StoreError::Io { op: "prepare cache mount", path: dir.clone(), source })?;
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                .map_err(|source| cache::StoreError::Io { op: "prepare cache mount", path: dir.clone(), source })?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+                cache::StoreError::Io { op: "prepare cache mount", path: dir.clone(), source }
+            })?;
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|source| cache::StoreError::Io {
+                op: "prepare cache mount",
+                path: dir.clone(),
+                source,
+            })?;
         }
         Ok(dir)
     }

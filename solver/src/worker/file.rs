@@ -60,9 +60,14 @@ pub async fn apply(w: &LocalWorker, step: &Step, op: &ir::FileOp, inputs: &[Ref]
                     Some(i) => *i,
                     None => {
                         let root = match &inputs[c.source] {
-                            Ref::Dir { path, excludes } => SourceRoot::context(path.clone(), excludes.clone()),
+                            Ref::Dir { path, excludes } => {
+                                SourceRoot::context(path.clone(), excludes.clone())
+                            }
                             Ref::Chain(src_chain) => {
-                                let view = w.store.mount_readonly(src_chain).map_err(|e| store_err(&step.name, e))?;
+                                let view = w
+                                    .store
+                                    .mount_readonly(src_chain)
+                                    .map_err(|e| store_err(&step.name, e))?;
                                 let root = SourceRoot::new(view.path().to_path_buf());
                                 views.push(view);
                                 root

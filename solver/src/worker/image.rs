@@ -26,8 +26,23 @@ fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// Remembers that `chain` (base first) holds the layers with `diff_ids`, so that an image
+/// made of them (a locally built one used in `FROM`, or one pushed and pulled back) reuses
+/// the layer directories instead of unpacking its blobs again.
+pub fn remember_chain(store: &cache::Store, diff_ids: &[Digest], chain: &[LayerId]) -> Result<(), cache::StoreError> {
+    for (chain_id, layer) in chain_ids(diff_ids).iter().zip(chain) {
+        store.meta().put_kv(CHAIN_NAMESPACE, chain_id.as_str(), layer.to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Reads a manifest or config blob from the store, fetching it by digest if absent.
-async fn blob_bytes(w: &LocalWorker, step: &Step, image: &ImageSource, desc: &Descriptor) -> Result<Vec<u8>, SolveError> {
+async fn blob_bytes(
+    w: &LocalWorker,
+    step: &Step,
+    image: &ImageSource,
+    desc: &Descriptor,
+) -> Result<Vec<u8>, SolveError> {
     if let Ok(bytes) = w.store.content().read(&desc.digest) {
         return Ok(bytes);
     }
@@ -37,24 +52,38 @@ async fn blob_bytes(w: &LocalWorker, step: &Step, image: &ImageSource, desc: &De
             .get_manifest(&image.reference.with_digest(desc.digest.clone()))
             .await
             .map_err(|e| SolveError::step(&step.name, e.to_string(), e))?;
-        w.store.content().write_bytes(&raw.bytes).map_err(|e| SolveError::step(&step.name, e.to_string(), e))?;
+        w.store
+            .content()
+            .write_bytes(&raw.bytes)
+            .map_err(|e| SolveError::step(&step.name, e.to_string(), e))?;
         return Ok(raw.bytes);
     }
     fetch_blob(w, step, image, desc).await?;
     w.store.content().read(&desc.digest).map_err(|e| SolveError::step(&step.name, e.to_string(), e))
 }
 
-async fn fetch_blob(w: &LocalWorker, step: &Step, image: &ImageSource, desc: &Descriptor) -> Result<(), SolveError> {
+async fn fetch_blob(
+    w: &LocalWorker,
+    step: &Step,
+    image: &ImageSource,
+    desc: &Descriptor,
+) -> Result<(), SolveError> {
     if w.store.content().contains(&desc.digest) {
         return Ok(());
     }
-    let mut writer = w.store.content().writer().map_err(|e| SolveError::step(&step.name, e.to_string(), e))?;
+    let mut writer =
+        w.store.content().writer().map_err(|e| SolveError::step(&step.name, e.to_string(), e))?;
     let item = format!("{} {}", "sha256", &desc.digest.hex()[..12]);
     let progress = step.progress.clone();
     let total = desc.size;
     let (id, item2) = (step.id.clone(), item.clone());
     let report = move |n: u64| {
-        progress.send(Event::Transfer { step: id.clone(), item: item2.clone(), current: n, total: Some(total) })
+        progress.send(Event::Transfer {
+            step: id.clone(),
+            item: item2.clone(),
+            current: n,
+            total: Some(total),
+        })
     };
     let fetch = w.client.get_blob(&image.reference, desc, &mut writer, &report);
     tokio::select! {
@@ -77,7 +106,10 @@ pub async fn pull(w: &LocalWorker, step: &Step, image: &ImageSource) -> Result<R
     let manifest = match AnyManifest::parse(None, &bytes) {
         Ok(AnyManifest::Image(m)) => m,
         Ok(AnyManifest::Index(_)) => {
-            return Err(SolveError::Internal(format!("{} is pinned to an index, not a manifest", image.reference)));
+            return Err(SolveError::Internal(format!(
+                "{} is pinned to an index, not a manifest",
+                image.reference
+            )));
         }
         Err(e) => return Err(SolveError::step(&step.name, format!("{}: {e}", image.reference), e)),
     };
@@ -100,9 +132,10 @@ pub async fn pull(w: &LocalWorker, step: &Step, image: &ImageSource) -> Result<R
     let meta = w.store.meta();
     let known = |chain_id: &Digest| -> Result<Option<LayerId>, SolveError> {
         let raw = meta.get_kv(CHAIN_NAMESPACE, chain_id.as_str()).map_err(|e| store_err(&step.name, e))?;
-        Ok(raw.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse().ok()).filter(|id: &LayerId| {
-            matches!(meta.layer(id), Ok(Some(_)))
-        }))
+        Ok(raw
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .filter(|id: &LayerId| matches!(meta.layer(id), Ok(Some(_)))))
     };
     // Download every missing blob concurrently, then unpack in order.
     let mut missing = Vec::new();
@@ -129,8 +162,11 @@ pub async fn pull(w: &LocalWorker, step: &Step, image: &ImageSource) -> Result<R
         let id = tokio::task::spawn_blocking(move || store.import_layer(&parent, &desc, &diff_id))
             .await
             .map_err(|e| SolveError::Internal(format!("layer import task: {e}")))?
-            .map_err(|e| SolveError::step(&step.name, format!("unpacking layer of {}: {e}", image.reference), e))?;
-        meta.put_kv(CHAIN_NAMESPACE, ids[i].as_str(), id.to_string().as_bytes()).map_err(|e| store_err(&step.name, e))?;
+            .map_err(|e| {
+                SolveError::step(&step.name, format!("unpacking layer of {}: {e}", image.reference), e)
+            })?;
+        meta.put_kv(CHAIN_NAMESPACE, ids[i].as_str(), id.to_string().as_bytes())
+            .map_err(|e| store_err(&step.name, e))?;
         chain.push(id);
     }
     Ok(Ref::Chain(chain))

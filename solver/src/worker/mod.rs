@@ -5,6 +5,8 @@ mod exec;
 mod file;
 mod image;
 
+pub use image::remember_chain;
+
 use crate::error::SolveError;
 use crate::ir::{LocalSource, Op, Source, Vertex};
 use crate::key::{CacheKey, LocalSelection};
@@ -36,9 +38,10 @@ impl Ref {
     pub fn chain(&self, step: &str) -> Result<&[LayerId], SolveError> {
         match self {
             Ref::Chain(c) => Ok(c),
-            Ref::Dir { path, .. } => {
-                Err(SolveError::msg(step, format!("{} is a local directory, not a filesystem", path.display())))
-            }
+            Ref::Dir { path, .. } => Err(SolveError::msg(
+                step,
+                format!("{} is a local directory, not a filesystem", path.display()),
+            )),
         }
     }
 }
@@ -72,7 +75,9 @@ impl LocalWorker {
     }
 
     fn context_dir(&self, step: &str, name: &str) -> Result<&PathBuf, SolveError> {
-        self.contexts.get(name).ok_or_else(|| SolveError::msg(step, format!("no local context named {name:?}")))
+        self.contexts
+            .get(name)
+            .ok_or_else(|| SolveError::msg(step, format!("no local context named {name:?}")))
     }
 }
 
@@ -149,7 +154,9 @@ impl Worker for LocalWorker {
                 let upper = inputs[1].chain(&step.name)?;
                 match upper.strip_prefix(lower) {
                     Some(rest) => Ok(Ref::Chain(rest.to_vec())),
-                    None => Err(SolveError::msg(&step.name, "diff of unrelated filesystems is not supported yet")),
+                    None => {
+                        Err(SolveError::msg(&step.name, "diff of unrelated filesystems is not supported yet"))
+                    }
                 }
             }
         }

@@ -1,0 +1,3 @@
+#!/bin/sh
+cat /app/message
+echo "built on $(cat /app/facts/arch) with $(cat /app/facts/busybox-version)"
