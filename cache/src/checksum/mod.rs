@@ -26,7 +26,10 @@ use crate::patterns::{PatternError, clean, contains_wildcards};
 use cache::{Entry, StatKey};
 use rayon::prelude::*;
 use registry::Digest;
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fs::{AtFlags, OFlags};
 use sha2::{Digest as _, Sha256};
+use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -122,42 +125,39 @@ pub fn checksum(
         vec![path]
     };
 
-    let mut walk = Walk {
-        filter: &filter,
-        cache,
-        reset_owner: source.reset_owner,
-        records: Vec::new(),
-        jobs: Vec::new(),
-        pending: Vec::new(),
-    };
+    let walk = Walk { filter: &filter, cache, reset_owner: source.reset_owner };
+    let mut records = Vec::new();
     for m in &matches {
         let rel = root.resolve_rel(m, selector.follow_symlinks)?;
         let host = root.join(&rel);
         let root_rel = rel_string(&rel);
         let shown = clean(&format!("/{m}"));
         let meta = match std::fs::symlink_metadata(&host) {
-            Ok(meta) => meta,
+            Ok(meta) => Meta::from_std(&meta),
             Err(e) if is_missing(&e) => return Err(ChecksumError::NotFound { path: shown }),
             Err(source) => return Err(ChecksumError::Io { op: "lstat", path: host, source }),
         };
         if filter.ignored(&root_rel, meta.is_dir()) {
             return Err(ChecksumError::NotFound { path: shown });
         }
-        walk.records.push(Record::marker(shown.as_bytes()));
-        walk.entry(&host, "", &root_rel, meta, &FilterState::default())?;
+        records.push(Record::marker(shown.as_bytes()));
+        let top = Node { parent: None, name: host.as_os_str(), host: host.clone(), meta };
+        records.extend(walk.entry(top, String::new(), root_rel, &FilterState::default())?);
     }
-    let Walk { mut records, jobs, .. } = walk;
 
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
-    let results: Vec<Result<(usize, Entry), ChecksumError>> = jobs.par_iter().map(|job| job.run()).collect();
+    let results: Vec<Result<Entry, ChecksumError>> =
+        records.par_iter().filter_map(|r| r.job.as_ref()).map(Job::run).collect();
     let mut remember = Vec::new();
-    for (job, result) in jobs.into_iter().zip(results) {
-        let (idx, entry) = result?;
-        records[idx].content = entry.content.unwrap_or_default();
-        records[idx].xattrs = entry.xattrs;
+    let mut results = results.into_iter();
+    for record in records.iter_mut() {
+        let Some(job) = record.job.take() else { continue };
+        let entry = results.next().expect("one result per job")?;
+        record.content = entry.content.unwrap_or_default();
+        record.xattrs = entry.xattrs;
         if !entry.key.is_racy(now_ns) {
             remember.push((job.host, entry));
         }
@@ -186,6 +186,8 @@ struct Record {
     link: Vec<u8>,
     content: [u8; 32],
     xattrs: [u8; 32],
+    /// Digests still to compute (the cache did not know the entry).
+    job: Option<Job>,
 }
 
 impl Record {
@@ -201,6 +203,7 @@ impl Record {
             link: Vec::new(),
             content: [0; 32],
             xattrs: [0; 32],
+            job: None,
         }
     }
 
@@ -232,33 +235,37 @@ impl Record {
 
 /// Digests to compute for an entry the cache does not know.
 struct Job {
-    record: usize,
     host: PathBuf,
     key: StatKey,
     is_file: bool,
 }
 
 impl Job {
-    fn run(&self) -> Result<(usize, Entry), ChecksumError> {
+    fn run(&self) -> Result<Entry, ChecksumError> {
         let io = |op| move |source| ChecksumError::Io { op, path: self.host.clone(), source };
         let content = if self.is_file { Some(hash_file(&self.host).map_err(io("read"))?) } else { None };
         let xattrs = hash_xattrs(&self.host).map_err(io("listxattr"))?;
-        Ok((self.record, Entry { key: self.key, content, xattrs }))
+        Ok(Entry { key: self.key, content, xattrs })
     }
 }
 
 fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
+    thread_local! {
+        // One read buffer per hashing thread instead of a zeroed allocation per file.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
+    }
     let mut file = std::fs::File::open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    BUF.with_borrow_mut(|buf| {
+        loop {
+            match file.read(buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => h.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-    }
+    })?;
     Ok(h.finalize().into())
 }
 
@@ -278,100 +285,48 @@ fn hash_xattrs(path: &Path) -> io::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-struct PendingHeader {
-    name: String,
-    host: PathBuf,
-    meta: Metadata,
+/// What the digest uses from `lstat`.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    rdev: u64,
+    key: StatKey,
 }
 
-struct Walk<'a> {
-    filter: &'a Filter,
-    cache: &'a ChecksumCache,
-    reset_owner: bool,
-    records: Vec<Record>,
-    jobs: Vec<Job>,
-    /// Directories being walked that are not selected themselves; their headers are
-    /// recorded when something inside them is (the copy creates them then).
-    pending: Vec<Option<PendingHeader>>,
-}
-
-impl Walk<'_> {
-    fn entry(
-        &mut self,
-        host: &Path,
-        rel: &str,
-        root_rel: &str,
-        meta: Metadata,
-        parent: &FilterState,
-    ) -> Result<(), ChecksumError> {
-        let is_dir = meta.is_dir();
-        let (decision, state) = if rel.is_empty() {
-            (Decision::Include, FilterState::default())
-        } else {
-            self.filter.decide(rel, root_rel, is_dir, parent)
-        };
-        match decision {
-            Decision::Prune => return Ok(()),
-            Decision::Include => {
-                self.flush_pending()?;
-                self.record(rel, host, &meta)?;
-            }
-            Decision::Descend => {}
+impl Meta {
+    fn from_std(m: &Metadata) -> Meta {
+        Meta {
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            rdev: m.rdev(),
+            key: StatKey::of(m),
         }
-        if !is_dir {
-            return Ok(());
-        }
-        self.pending.push(match decision {
-            Decision::Descend => {
-                Some(PendingHeader { name: rel.to_string(), host: host.to_path_buf(), meta })
-            }
-            _ => None,
-        });
-        let read = std::fs::read_dir(host).map_err(|source| ChecksumError::Io {
-            op: "readdir",
-            path: host.to_path_buf(),
-            source,
-        })?;
-        let mut children = Vec::new();
-        for entry in read {
-            let entry = entry.map_err(|source| ChecksumError::Io {
-                op: "readdir",
-                path: host.to_path_buf(),
-                source,
-            })?;
-            children.push(entry.file_name());
-        }
-        children.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in children {
-            let child = host.join(&name);
-            let meta = std::fs::symlink_metadata(&child).map_err(|source| ChecksumError::Io {
-                op: "lstat",
-                path: child.clone(),
-                source,
-            })?;
-            let name = name.to_string_lossy();
-            let child_rel = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
-            let child_root_rel =
-                if root_rel.is_empty() { name.to_string() } else { format!("{root_rel}/{name}") };
-            self.entry(&child, &child_rel, &child_root_rel, meta, &state)?;
-        }
-        self.pending.pop();
-        Ok(())
     }
 
-    fn flush_pending(&mut self) -> Result<(), ChecksumError> {
-        for i in 0..self.pending.len() {
-            if let Some(p) = self.pending[i].take() {
-                self.record(&p.name, &p.host, &p.meta)?;
-            }
+    fn from_stat(st: &rustix::fs::Stat) -> Meta {
+        let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+        Meta {
+            mode: st.st_mode as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            rdev: st.st_rdev as u64,
+            key: StatKey {
+                size: st.st_size as u64,
+                mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+                ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+                ino: st.st_ino as u64,
+            },
         }
-        Ok(())
     }
 
-    fn record(&mut self, rel: &str, host: &Path, meta: &Metadata) -> Result<(), ChecksumError> {
-        let ft = meta.file_type();
-        let mode = meta.mode();
-        let kind = match mode & fsops::S_IFMT {
+    fn kind(&self) -> u8 {
+        match self.mode & fsops::S_IFMT {
             fsops::S_IFDIR => b'd',
             fsops::S_IFREG => b'f',
             fsops::S_IFLNK => b'l',
@@ -379,42 +334,137 @@ impl Walk<'_> {
             0o060000 => b'b',
             0o010000 => b'p',
             _ => b's',
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        self.mode & fsops::S_IFMT == fsops::S_IFDIR
+    }
+}
+
+/// An entry being walked: its name in its parent directory (opened), or a host path for the
+/// top of a selection.
+struct Node<'a> {
+    parent: Option<BorrowedFd<'a>>,
+    name: &'a OsStr,
+    host: PathBuf,
+    meta: Meta,
+}
+
+struct Walk<'a> {
+    filter: &'a Filter,
+    cache: &'a ChecksumCache,
+    reset_owner: bool,
+}
+
+impl Walk<'_> {
+    /// The records of `node` and everything selected below it, in order. Directories are
+    /// read through their file descriptors (no path lookups) and subdirectories are walked
+    /// in parallel.
+    fn entry(
+        &self,
+        node: Node<'_>,
+        rel: String,
+        root_rel: String,
+        parent: &FilterState,
+    ) -> Result<Vec<Record>, ChecksumError> {
+        let is_dir = node.meta.is_dir();
+        let (decision, state) = if rel.is_empty() {
+            (Decision::Include, FilterState::default())
+        } else {
+            self.filter.decide(&rel, &root_rel, is_dir, parent)
         };
-        let link = if ft.is_symlink() {
-            std::fs::read_link(host)
-                .map_err(|source| ChecksumError::Io { op: "readlink", path: host.to_path_buf(), source })?
-                .into_os_string()
-                .into_vec()
+        if decision == Decision::Prune {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        if decision == Decision::Include {
+            out.push(self.record(&node, &rel)?);
+        }
+        if !is_dir {
+            return Ok(out);
+        }
+        let io = |op, source| ChecksumError::Io { op, path: node.host.clone(), source };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match node.parent {
+            Some(dir) => rustix::fs::openat(dir, node.name, flags, rustix::fs::Mode::empty()),
+            None => rustix::fs::open(&node.host, flags, rustix::fs::Mode::empty()),
+        }
+        .map_err(|e| io("open", e.into()))?;
+        let mut children = Vec::new();
+        {
+            let mut dir = rustix::fs::Dir::read_from(&fd).map_err(|e| io("readdir", e.into()))?;
+            while let Some(entry) = dir.read() {
+                let entry = entry.map_err(|e| io("readdir", e.into()))?;
+                let name = entry.file_name().to_bytes();
+                if name != b"." && name != b".." {
+                    children.push(std::ffi::OsString::from_vec(name.to_vec()));
+                }
+            }
+        }
+        children.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let fd = fd.as_fd();
+        let below: Vec<Vec<Record>> = children
+            .par_iter()
+            .with_min_len(16)
+            .map(|name| {
+                let host = node.host.join(name);
+                let st = rustix::fs::statat(fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| ChecksumError::Io { op: "lstat", path: host.clone(), source: e.into() })?;
+                let name_str = name.to_string_lossy();
+                let child_rel =
+                    if rel.is_empty() { name_str.to_string() } else { format!("{rel}/{name_str}") };
+                let child_root_rel =
+                    if root_rel.is_empty() { name_str.to_string() } else { format!("{root_rel}/{name_str}") };
+                let child =
+                    Node { parent: Some(fd), name: name.as_os_str(), host, meta: Meta::from_stat(&st) };
+                self.entry(child, child_rel, child_root_rel, &state)
+            })
+            .collect::<Result<_, _>>()?;
+        let selected_below = below.iter().any(|b| !b.is_empty());
+        if decision == Decision::Descend && selected_below {
+            // Not selected itself, but the copy creates it for what is inside.
+            out.push(self.record(&node, &rel)?);
+        }
+        out.extend(below.into_iter().flatten());
+        Ok(out)
+    }
+
+    fn record(&self, node: &Node<'_>, rel: &str) -> Result<Record, ChecksumError> {
+        let meta = &node.meta;
+        let kind = meta.kind();
+        let link = if kind == b'l' {
+            let target: io::Result<Vec<u8>> = match node.parent {
+                Some(dir) => rustix::fs::readlinkat(dir, node.name, Vec::new())
+                    .map(|c| c.into_bytes())
+                    .map_err(Into::into),
+                None => std::fs::read_link(&node.host).map(|p| p.into_os_string().into_vec()),
+            };
+            target.map_err(|source| ChecksumError::Io { op: "readlink", path: node.host.clone(), source })?
         } else {
             Vec::new()
         };
-        let (uid, gid) = if self.reset_owner { (0, 0) } else { (meta.uid(), meta.gid()) };
-        let key = StatKey::of(meta);
+        let (uid, gid) = if self.reset_owner { (0, 0) } else { (meta.uid, meta.gid) };
         let mut record = Record {
             name: rel.as_bytes().to_vec(),
             kind,
-            mode: mode & 0o7777,
+            mode: meta.mode & 0o7777,
             uid,
             gid,
-            size: if kind == b'f' { meta.size() } else { 0 },
-            rdev: meta.rdev(),
+            size: if kind == b'f' { meta.size } else { 0 },
+            rdev: meta.rdev,
             link,
             content: [0; 32],
             xattrs: [0; 32],
+            job: None,
         };
-        match self.cache.get(host, &key) {
+        match self.cache.get(&node.host, &meta.key) {
             Some(e) if e.content.is_some() || kind != b'f' => {
                 record.content = e.content.unwrap_or_default();
                 record.xattrs = e.xattrs;
             }
-            _ => self.jobs.push(Job {
-                record: self.records.len(),
-                host: host.to_path_buf(),
-                key,
-                is_file: kind == b'f',
-            }),
+            _ => record.job = Some(Job { host: node.host.clone(), key: meta.key, is_file: kind == b'f' }),
         }
-        self.records.push(record);
-        Ok(())
+        Ok(record)
     }
 }
