@@ -503,3 +503,32 @@ impl Drop for RunGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The solver spawns runs on a multi-threaded runtime.
+    #[test]
+    fn run_future_is_send() {
+        fn assert_send<T: Send>(_: T) {}
+        fn check(executor: &Executor, spec: Spec, tx: UnboundedSender<OutputChunk>) {
+            assert_send(executor.run(spec, tx, CancellationToken::new()));
+        }
+        let _ = check;
+        fn assert_sync<T: Send + Sync>() {}
+        assert_sync::<Executor>();
+    }
+
+    #[test]
+    fn missing_init_program_is_invalid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = ExecutorConfig {
+            init_program: tmp.path().join("nope"),
+            state_dir: tmp.path().join("state"),
+            cgroup_parent: "rbuild".into(),
+        };
+        let err = Executor::with_cgroup_driver(config, CgroupDriver::Disabled).unwrap_err();
+        assert!(matches!(err, ExecutorError::InvalidSpec { .. }), "{err}");
+    }
+}

@@ -31,16 +31,20 @@ async fn output_is_streamed_while_running() {
     let spec = sb.spec("echo first; echo oops >&2; sleep 2; echo second");
     let run = sb.executor.run(spec, tx, CancellationToken::new());
     tokio::pin!(run);
-    // The first line must arrive long before the command ends.
-    let first = tokio::select! {
-        chunk = rx.recv() => chunk.unwrap(),
-        _ = &mut run => panic!("run ended before streaming anything"),
-    };
-    assert_eq!(first.stream, OutputStream::Stdout);
-    assert_eq!(first.data, b"first\n");
+    // "first" must arrive long before the command ends (stderr may come before it: the
+    // two pipes are read independently).
+    let mut early = Vec::new();
+    while !early.iter().any(|(s, d): &(OutputStream, Vec<u8>)| *s == OutputStream::Stdout && d == b"first\n")
+    {
+        tokio::select! {
+            chunk = rx.recv() => { let c = chunk.unwrap(); early.push((c.stream, c.data)); }
+            _ = &mut run => panic!("run ended before streaming anything"),
+        }
+    }
     let outcome = run.await.unwrap();
     assert!(outcome.exit.success());
-    let mut rest = Vec::new();
+    let mut rest: Vec<(OutputStream, String)> =
+        early.into_iter().map(|(s, d)| (s, String::from_utf8(d).unwrap())).collect();
     while let Ok(c) = rx.try_recv() {
         rest.push((c.stream, String::from_utf8(c.data).unwrap()));
     }
