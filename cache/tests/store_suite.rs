@@ -14,3 +14,5 @@ mod import;
 mod meta;
 #[path = "store_suite/mount.rs"]
 mod mount;
+#[path = "store_suite/real_tar.rs"]
+mod real_tar;

@@ -73,6 +73,13 @@ impl Meta {
     pub(crate) fn open(path: &Path, content: ContentStore, pins: Arc<Pins>) -> Result<Meta, StoreError> {
         let db = Database::create(path).map_err(db_err(path))?;
         let meta = Meta { db, path: path.to_path_buf(), content, pins, unflushed: AtomicBool::new(false) };
+        let complete = meta.read(|txn| {
+            Ok([CACHE, LAYERS, IMAGES, KV].iter().all(|t| txn.open_table(*t).is_ok())
+                && [IMPORTS, UNSYNCED].iter().all(|t| txn.open_table(*t).is_ok()))
+        })?;
+        if complete {
+            return Ok(meta);
+        }
         meta.write(true, |txn| {
             txn.open_table(CACHE).map_err(db_err(&meta.path))?;
             txn.open_table(LAYERS).map_err(db_err(&meta.path))?;
@@ -458,40 +465,44 @@ impl Meta {
     /// Drops layer records whose directory is gone and cache records naming them, and blob
     /// entries whose blob is gone. Run at open, under the store lock.
     pub(crate) fn repair(&self, layer_usable: impl Fn(&LayerId) -> bool) -> Result<RepairReport, StoreError> {
-        self.write(true, |txn| {
-            let mut report = RepairReport::default();
-            let mut layers = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
-            let mut keep = std::collections::HashSet::new();
-            let mut fixes = Vec::new();
+        // Read first: after a clean shutdown nothing needs fixing and no write (with its
+        // fsync) is spent on opening.
+        let mut report = RepairReport::default();
+        let mut dead_layers = Vec::new();
+        let mut blob_fixes = Vec::new();
+        self.read(|txn| {
+            let layers = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
             for item in layers.iter().map_err(db_err(&self.path))? {
                 let (k, v) = item.map_err(db_err(&self.path))?;
-                let Ok(id) = k.value().parse::<LayerId>() else {
-                    fixes.push((k.value().to_string(), None));
-                    continue;
+                let id = match k.value().parse::<LayerId>() {
+                    Ok(id) if layer_usable(&id) => id,
+                    _ => {
+                        dead_layers.push(k.value().to_string());
+                        continue;
+                    }
                 };
-                if !layer_usable(&id) {
-                    fixes.push((k.value().to_string(), None));
-                    continue;
-                }
                 let mut rec: LayerRecord = decode("layers", k.value(), v.value())?;
                 let before = rec.blobs.len();
                 rec.blobs.retain(|b| self.content.contains(&b.descriptor.digest));
                 if rec.blobs.len() != before {
                     report.dropped_blob_entries += before - rec.blobs.len();
-                    fixes.push((k.value().to_string(), Some(rec)));
+                    blob_fixes.push((k.value().to_string(), rec));
                 }
-                keep.insert(id);
+                report.layers.insert(id);
             }
-            for (key, fix) in fixes {
-                match fix {
-                    Some(rec) => {
-                        layers.insert(key.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
-                    }
-                    None => {
-                        layers.remove(key.as_str()).map_err(db_err(&self.path))?;
-                        report.dropped_layers += 1;
-                    }
-                }
+            Ok(())
+        })?;
+        if dead_layers.is_empty() && blob_fixes.is_empty() {
+            return Ok(report);
+        }
+        let keep = &report.layers;
+        let (dropped_layers, dropped_cache_records) = self.write(true, |txn| {
+            let mut layers = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+            for (key, rec) in &blob_fixes {
+                layers.insert(key.as_str(), encode(rec).as_slice()).map_err(db_err(&self.path))?;
+            }
+            for key in &dead_layers {
+                layers.remove(key.as_str()).map_err(db_err(&self.path))?;
             }
             let mut cache = txn.open_table(CACHE).map_err(db_err(&self.path))?;
             let mut dead = Vec::new();
@@ -502,9 +513,8 @@ impl Meta {
                     dead.push(k.value().to_string());
                 }
             }
-            for key in dead {
+            for key in &dead {
                 cache.remove(key.as_str()).map_err(db_err(&self.path))?;
-                report.dropped_cache_records += 1;
             }
             let mut imports = txn.open_table(IMPORTS).map_err(db_err(&self.path))?;
             imports
@@ -514,9 +524,11 @@ impl Meta {
             unsynced
                 .retain(|k, _| k.parse::<LayerId>().is_ok_and(|id| keep.contains(&id)))
                 .map_err(db_err(&self.path))?;
-            report.layers = keep;
-            Ok(report)
-        })
+            Ok((dead_layers.len(), dead.len()))
+        })?;
+        report.dropped_layers = dropped_layers;
+        report.dropped_cache_records = dropped_cache_records;
+        Ok(report)
     }
 
     /// Size of the database file.
