@@ -3,3 +3,5 @@
 //! checked with independent tools. The `mod` list is the table of contents.
 
 mod harness;
+
+mod build_basic;

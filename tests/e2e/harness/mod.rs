@@ -1,1 +1,71 @@
-//! Test harness.
+//! Test harness: a real registry ([`registry`]), the program with a fresh store per test
+//! ([`rbuild`]), the busybox base image made by rbuild itself ([`base`]), and readers for what
+//! builds produce ([`image`]).
+
+pub mod base;
+pub mod image;
+pub mod rbuild;
+pub mod registry;
+
+pub use base::{Lab, lab};
+pub use image::Image;
+pub use rbuild::{Cmd, Outcome, Rbuild};
+pub use registry::Registry;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Returns from the test, with a printed reason, when the host cannot run the end-to-end tests
+/// (not root, or the lab's tools are missing).
+macro_rules! require_lab {
+    () => {
+        if let Some(reason) = $crate::harness::missing_lab() {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+}
+pub(crate) use require_lab;
+
+/// Why this host cannot run the end-to-end tests, if it cannot.
+pub fn missing_lab() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|r| r.split_whitespace().next());
+    if uid != Some("0") {
+        return Some("the end-to-end tests need root (namespaces, overlayfs, cgroups)".into());
+    }
+    for tool in ["/usr/bin/docker-registry", "/bin/busybox", "/usr/bin/skopeo", "/usr/bin/setpriv"] {
+        if !Path::new(tool).exists() {
+            return Some(format!("{tool} is missing (see bench/setup-lab.sh)"));
+        }
+    }
+    None
+}
+
+/// A temporary build context holding `files` (`path`, content); parents are created.
+pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("rbuild-e2e-ctx-").tempdir().expect("temp context");
+    for (path, content) in files {
+        write(&dir.path().join(path), content);
+    }
+    dir
+}
+
+/// Writes `content` to `path`, creating parent folders.
+pub fn write(path: &Path, content: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create parent dirs");
+    }
+    std::fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Sets permission bits.
+pub fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// A temporary folder for outputs.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("rbuild-e2e-out-").tempdir().expect("temp dir")
+}
