@@ -32,10 +32,13 @@ fn owned(mut a: FileAction, owner: Owner) -> FileAction {
     a
 }
 
+/// (name, destination before, actions, resulting tree or error text)
+type OpsCase = (&'static str, &'static str, Vec<FileAction>, Result<&'static str, &'static str>);
+
 #[test]
 fn ops_table() {
     let ids = |uid, gid| Owner::Ids { uid, gid };
-    let cases: Vec<(&str, &str, Vec<FileAction>, Result<&str, &str>)> = vec![
+    let cases: Vec<OpsCase> = vec![
         (
             "mkdir with parents, exact modes",
             "",

@@ -308,6 +308,8 @@ impl Meta {
         }
     }
 
+    // The `stat` field types differ between architectures, so some casts are no-ops here.
+    #[allow(clippy::unnecessary_cast)]
     fn from_stat(st: &rustix::fs::Stat) -> Meta {
         let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
         Meta {
