@@ -129,6 +129,12 @@ impl LintConfig {
     }
 }
 
+/// The option closest to `value` (edit distance below 3, case-sensitive), for the
+/// "did you mean" part of `UndefinedVar` and `UndefinedArgInFrom`.
+pub fn closest(value: &str, options: &[&str]) -> Option<String> {
+    crate::suggest::search(value, options, true)
+}
+
 /// The parser's own warnings as build-check warnings.
 pub(crate) fn parser_warnings(raw: &RawDockerfile) -> Vec<Warning> {
     raw.warnings
@@ -166,5 +172,11 @@ mod tests {
         assert!(LintConfig::parse("skip=all").unwrap().skip_all);
         assert!(LintConfig::parse("bogus").is_err());
         assert!(LintConfig::parse("error=maybe").is_err());
+    }
+
+    #[test]
+    fn closest_names() {
+        assert_eq!(closest("FOOO", &["FOO", "BAR"]).as_deref(), Some("FOO"));
+        assert_eq!(closest("XYZ", &["FOO"]), None);
     }
 }

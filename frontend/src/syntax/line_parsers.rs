@@ -89,31 +89,27 @@ enum Phase {
 /// Splits on whitespace outside quotes, keeping quotes and escapes in the words
 /// (BuildKit's `parseWords`).
 pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
-    let chars: Vec<char> = rest.chars().collect();
+    let char_at = |pos: usize| rest[pos..].chars().next();
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
     let mut word = String::new();
     let mut quote = '\0';
     let mut blank_ok = false;
-    let mut i = 0;
+    let mut pos = 0;
     loop {
-        let at_end = i >= chars.len();
-        let mut ch = if at_end { '\0' } else { chars[i] };
-        if phase == Phase::Spaces {
-            if at_end {
-                break;
-            }
-            if ch.is_whitespace() {
-                i += 1;
-                continue;
-            }
-            phase = Phase::Word;
-        }
-        if at_end {
-            if blank_ok || !word.is_empty() {
+        let Some(mut ch) = char_at(pos) else {
+            if phase != Phase::Spaces && (blank_ok || !word.is_empty()) {
                 words.push(word);
             }
             break;
+        };
+        let mut next = pos + ch.len_utf8();
+        if phase == Phase::Spaces {
+            if ch.is_whitespace() {
+                pos = next;
+                continue;
+            }
+            phase = Phase::Word;
         }
         if phase == Phase::Word {
             if ch.is_whitespace() {
@@ -122,7 +118,7 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
                     words.push(std::mem::take(&mut word));
                 }
                 blank_ok = false;
-                i += 1;
+                pos = next;
                 continue;
             }
             if ch == '\'' || ch == '"' {
@@ -131,34 +127,34 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
                 phase = Phase::Quote;
             }
             if ch == escape {
-                if i + 1 == chars.len() {
-                    i += 1;
+                let Some(c) = char_at(next) else {
+                    pos = next;
                     continue;
-                }
+                };
                 // An escape outside quotes keeps itself and the next character, even a quote.
                 word.push(ch);
-                i += 1;
-                ch = chars[i];
+                ch = c;
+                next += c.len_utf8();
             }
             word.push(ch);
-            i += 1;
+            pos = next;
             continue;
         }
         if ch == quote {
             phase = Phase::Word;
         }
         if ch == escape && quote != '\'' {
-            if i + 1 == chars.len() {
+            let Some(c) = char_at(next) else {
                 phase = Phase::Word;
-                i += 1;
+                pos = next;
                 continue;
-            }
-            i += 1;
+            };
             word.push(ch);
-            ch = chars[i];
+            ch = c;
+            next += c.len_utf8();
         }
         word.push(ch);
-        i += 1;
+        pos = next;
     }
     words
 }

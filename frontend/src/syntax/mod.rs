@@ -385,8 +385,9 @@ pub fn parse_raw(source: &str, file: &str) -> Result<RawDockerfile, DockerfileEr
             logical.push(part, cl.start);
             is_end = end;
         }
-        let line = logical.text.clone();
-        let mut node = node_from_line(&ctx, &logical, 0, &line, escape, std::mem::take(&mut comments))?;
+        let mut node =
+            node_from_line(&ctx, &logical, 0, &logical.text, escape, std::mem::take(&mut comments))?;
+        let line = &node.original;
         node.span = ctx.span(inst_start, end_offset.max(inst_start + 1));
         if has_empty {
             let last = index.line_of(end_offset.saturating_sub(1).max(inst_start));
@@ -399,6 +400,7 @@ pub fn parse_raw(source: &str, file: &str) -> Result<RawDockerfile, DockerfileEr
             });
         }
         if node.can_contain_heredoc() && line.contains("<<") {
+            let line = line.clone();
             let docs = heredocs_from_line(&line)
                 .map_err(|e| ctx.error(node.span.start, node.span.end, e.message))?;
             for mut doc in docs {

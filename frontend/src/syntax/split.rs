@@ -47,37 +47,32 @@ enum Phase {
 
 /// Returns the offset where the non-flag rest begins and the flags found before it.
 fn extract_builder_flags(line: &str) -> (usize, Vec<(String, usize)>) {
-    let chars: Vec<(usize, char)> = line.char_indices().collect();
+    let char_at = |pos: usize| line[pos..].chars().next();
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
     let mut word = String::new();
     let mut word_at = 0;
     let mut quote = '\0';
     let mut blank_ok = false;
-    let mut i = 0;
+    let mut pos = 0;
     loop {
-        let at_end = i >= chars.len();
-        let (pos, mut ch) = if at_end { (line.len(), '\0') } else { chars[i] };
-        if phase == Phase::Spaces {
-            if at_end {
-                break;
+        let Some(mut ch) = char_at(pos) else {
+            if phase != Phase::Spaces && word != "--" && (blank_ok || !word.is_empty()) {
+                words.push((word, word_at));
             }
+            break;
+        };
+        let mut next = pos + ch.len_utf8();
+        if phase == Phase::Spaces {
             if ch.is_whitespace() {
-                i += 1;
+                pos = next;
                 continue;
             }
-            let dashdash = ch == '-' && chars.get(i + 1).map(|c| c.1) == Some('-');
-            if !dashdash {
+            if ch != '-' || char_at(next) != Some('-') {
                 return (pos, words);
             }
             phase = Phase::Word;
             word_at = pos;
-        }
-        if at_end {
-            if word != "--" && (blank_ok || !word.is_empty()) {
-                words.push((word, word_at));
-            }
-            break;
         }
         if phase == Phase::Word {
             if ch.is_whitespace() {
@@ -90,45 +85,39 @@ fn extract_builder_flags(line: &str) -> (usize, Vec<(String, usize)>) {
                 }
                 word.clear();
                 blank_ok = false;
-                i += 1;
+                pos = next;
                 continue;
             }
             if ch == '\'' || ch == '"' {
                 quote = ch;
                 blank_ok = true;
                 phase = Phase::Quote;
-                i += 1;
+                pos = next;
                 continue;
             }
-            if ch == '\\' {
-                if i + 1 == chars.len() {
-                    i += 1;
-                    continue;
-                }
-                i += 1;
-                ch = chars[i].1;
-            }
-            word.push(ch);
-            i += 1;
-            continue;
-        }
-        // Inside quotes.
-        if ch == quote {
+        } else if ch == quote {
             phase = Phase::Word;
-            i += 1;
+            pos = next;
             continue;
         }
         if ch == '\\' {
-            if i + 1 == chars.len() {
-                phase = Phase::Word;
-                i += 1;
-                continue;
+            match char_at(next) {
+                // A trailing backslash is dropped.
+                None => {
+                    if phase == Phase::Quote {
+                        phase = Phase::Word;
+                    }
+                    pos = next;
+                    continue;
+                }
+                Some(c) => {
+                    ch = c;
+                    next += c.len_utf8();
+                }
             }
-            i += 1;
-            ch = chars[i].1;
         }
         word.push(ch);
-        i += 1;
+        pos = next;
     }
     (line.len(), words)
 }
