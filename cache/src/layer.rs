@@ -232,3 +232,32 @@ pub(crate) fn scan_layer(diff: &Path) -> Result<LayerScan, StoreError> {
     }
     Ok(scan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_ids_are_safe_path_components() {
+        let cases = [
+            ("0123abcdef", true),
+            ("z", true),
+            ("", false),
+            ("ABC", false),
+            ("a/b", false),
+            ("..", false),
+            ("a-b", false),
+            (&"a".repeat(64), true),
+            (&"a".repeat(65), false),
+        ];
+        for (text, ok) in cases {
+            assert_eq!(text.parse::<LayerId>().is_ok(), ok, "{text:?}");
+        }
+        let a = LayerId::generate();
+        let b = LayerId::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().parse::<LayerId>().unwrap(), a);
+        assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{a}\""));
+        assert!(serde_json::from_str::<LayerId>("\"../x\"").is_err());
+    }
+}

@@ -148,7 +148,9 @@ fn everything_survives_reopening() {
         let layer = store.new_layer().unwrap();
         std::fs::write(layer.diff_dir().join("f"), b"f").unwrap();
         let l1 = layer.commit().unwrap();
-        store.meta().put_cache(&key(1), &CacheRecord::new(vec![l1.clone()], "step")).unwrap();
+        let mut rec = CacheRecord::new(vec![l1.clone()], "step");
+        rec.last_used_unix -= 10_000;
+        store.meta().put_cache(&key(1), &rec).unwrap();
         let digest = store.content().write_bytes(b"manifest").unwrap();
         let manifest = Descriptor {
             media_type: MediaType::OciManifest,
@@ -168,7 +170,9 @@ fn everything_survives_reopening() {
     };
     let (store, recovery) = Store::open_with_recovery(&root).unwrap();
     assert_eq!(recovery, cache::Recovery::default(), "a clean close needs no recovery");
-    assert_eq!(store.meta().get_cache(&key(1)).unwrap().unwrap().chain, vec![l1.clone()]);
+    let rec = store.meta().get_cache(&key(1)).unwrap().unwrap();
+    assert_eq!(rec.chain, vec![l1.clone()]);
+    assert!(rec.last_used_unix > rec.created_unix - 5_000, "the last touch was flushed on close");
     assert_eq!(store.meta().get_image("app").unwrap().unwrap().manifest, manifest);
     assert_eq!(store.meta().get_kv("ns", "k").unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(std::fs::read(store.layer_dir(&l1).join("f")).unwrap(), b"f");

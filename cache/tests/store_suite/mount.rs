@@ -200,3 +200,26 @@ fn handles_are_shareable_across_threads() {
     assert_send_sync::<cache::Mounted>();
     assert_send_sync::<cache::Lease>();
 }
+
+#[test]
+fn upper_layers_stay_in_plain_upperdir_format() {
+    require_root!();
+    let t = TestStore::new();
+    let base = t.import(
+        &[],
+        &TarBuilder::new().file("dir/inner", b"inner", 0o644).file("file", b"content", 0o644).finish(),
+        Compression::Gzip,
+    );
+    let upper = t.store.new_layer().unwrap();
+    let m = t.store.mount_writable(std::slice::from_ref(&base), &upper).unwrap();
+    // Without redirects, renaming a lower directory is refused (tools then copy), so no
+    // redirect xattr an exporter could not represent ever appears.
+    let err = fs::rename(m.path().join("dir"), m.path().join("moved")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::XDEV.raw_os_error()));
+    // Without metacopy, a metadata change copies the whole file up.
+    std::os::unix::fs::chown(m.path().join("file"), Some(42), Some(42)).unwrap();
+    drop(m);
+    let copied = upper.diff_dir().join("file");
+    assert_eq!(fs::read(&copied).unwrap(), b"content");
+    assert!(crate::support::xattr(&copied, "trusted.overlay.metacopy").is_none());
+}
