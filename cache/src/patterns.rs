@@ -808,6 +808,30 @@ mod tests {
     }
 
     #[test]
+    fn no_panic_on_arbitrary_input() {
+        // A cheap deterministic fuzz: short strings over the characters that matter.
+        let alphabet: Vec<char> = "ab/*?[]^-\\!.☺".chars().collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        for _ in 0..20_000 {
+            let len = next(9);
+            let pattern: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            let len = next(7);
+            let name: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            let _ = glob_match(&pattern, &name);
+            if let Ok(m) = PatternMatcher::new(std::slice::from_ref(&pattern)) {
+                let _ = m.matches(&name);
+                let _ = m.matches_with_parent(&name, &MatchInfo::default());
+            }
+            let _ = split_wildcards(&pattern);
+            let _ = clean(&pattern);
+        }
+    }
+
+    #[test]
     fn wildcard_helpers() {
         assert!(contains_wildcards("a*"));
         assert!(!contains_wildcards("a\\*"));

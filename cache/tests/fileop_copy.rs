@@ -404,6 +404,15 @@ fn cases() -> Vec<Case> {
             want: Want::Tree("o d 755 0:0\no/a.go f 600 0:0 =a"),
         },
         Case {
+            name: "wildcards below a symlink to a host directory list the source, not the host",
+            src: "etc/passwd f 644 =mine\nlnk l ->/etc",
+            context: true,
+            ignore: &[],
+            dest: "",
+            actions: vec![cp("lnk/*", "/o/"), with(cp("lnk/*", "/p/"), |a| a.follow_symlinks = false)],
+            want: Want::Tree("o d 755 0:0\no/passwd f 644 0:0 =mine"),
+        },
+        Case {
             name: "special files are recreated",
             src: "d/fifo p 640",
             context: true,

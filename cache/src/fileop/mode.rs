@@ -372,6 +372,24 @@ mod tests {
     }
 
     #[test]
+    fn no_panic_on_arbitrary_input() {
+        let alphabet = b"ugoa+-=rwxXst,0179";
+        let mut state: u64 = 42;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut bits = state;
+            for _ in 0..(bits % 8) {
+                bits /= 19;
+                s.push(alphabet[(bits % alphabet.len() as u64) as usize] as char);
+            }
+            if let Ok(m) = Mode::parse(&s) {
+                let _ = m.compile().unwrap().apply(FILE | 0o644);
+            }
+        }
+    }
+
+    #[test]
     fn parse_table() {
         let ok: &[(&str, Mode)] = &[
             ("755", Mode::Octal(0o755)),

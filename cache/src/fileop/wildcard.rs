@@ -27,6 +27,9 @@ pub(crate) fn resolve_wildcards(
     let base_rel = rel_string(&root.resolve_rel(&base, follow_links)?);
     let base_host = root.host().join(&base_rel);
     match std::fs::symlink_metadata(&base_host) {
+        // Only when links are not followed: like Go's Walk, do not descend into the link
+        // (opening it would follow it on the host).
+        Ok(m) if m.file_type().is_symlink() => return Ok(Vec::new()),
         Ok(_) => {}
         Err(e) if is_missing(&e) => return Err(FileOpError::NotFound { path: format!("/{base_rel}") }),
         Err(e) => return Err(root.io_err("lstat", &base_host, e)),
