@@ -28,15 +28,15 @@ fn make_tree(src: &Path) {
     fs::create_dir(src.join("dev")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("dev/zero"),
+        src.join("dev/zero"),
         rustix::fs::FileType::CharacterDevice,
         0o666.into(),
         rustix::fs::makedev(1, 5),
     )
     .unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, &src.join("dev/pipe"), rustix::fs::FileType::Fifo, 0o600.into(), 0)
+    rustix::fs::mknodat(rustix::fs::CWD, src.join("dev/pipe"), rustix::fs::FileType::Fifo, 0o600.into(), 0)
         .unwrap();
-    rustix::fs::lsetxattr(&src.join("etc/hostname"), "user.origin", b"test", rustix::fs::XattrFlags::empty())
+    rustix::fs::lsetxattr(src.join("etc/hostname"), "user.origin", b"test", rustix::fs::XattrFlags::empty())
         .unwrap();
     fs::create_dir(src.join("empty-dir")).unwrap();
 }
