@@ -383,9 +383,10 @@ impl Store {
         Ok(report)
     }
 
-    /// Prunes least recently used records until the store holds at most `max_bytes`
-    /// (tagged images and records in use stay even if that is not enough). The engine calls
-    /// this before a build so the store stays under its configured cap.
+    /// Prunes least recently used records until the layers and blobs take at most
+    /// `max_bytes` (tagged images and records in use stay even if that is not enough; the
+    /// small database file is not counted). The engine calls this before a build so the
+    /// store stays under its configured cap.
     pub fn enforce_cap(&self, max_bytes: u64) -> Result<PruneReport, StoreError> {
         self.prune(&PrunePolicy { all: true, keep_duration: None, keep_bytes: Some(max_bytes) })
     }
