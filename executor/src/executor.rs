@@ -19,7 +19,7 @@ use crate::cgroups::{Cgroup, CgroupDriver, CgroupError, CgroupStats, Hierarchy, 
 use crate::error::ExecutorError;
 use crate::init::INIT_ARG;
 use crate::protocol::{CgroupFs, FailStage, InitMessage, InitRequest};
-use crate::run_dir::RunDir;
+use crate::run_dir::{EtcFiles, RunDir};
 use crate::spec::{ExitStatus, Outcome, OutputChunk, OutputStream, ResourceStats, Rootfs, Spec};
 use crate::stubs::remove_empty_stubs;
 use crate::validate::validate;
@@ -44,6 +44,7 @@ pub struct ExecutorConfig {
 pub struct Executor {
     config: ExecutorConfig,
     runs_dir: PathBuf,
+    etc_dir: PathBuf,
     hierarchy: Option<Hierarchy>,
     /// Why there is no hierarchy although one was wanted.
     cgroup_unavailable: Option<String>,
@@ -75,8 +76,11 @@ impl Executor {
             )));
         }
         let runs_dir = config.state_dir.join("runs");
-        std::fs::create_dir_all(&runs_dir)
-            .map_err(|e| ExecutorError::io(format!("creating {}", runs_dir.display()), e))?;
+        let etc_dir = config.state_dir.join("etc");
+        for dir in [&runs_dir, &etc_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ExecutorError::io(format!("creating {}", dir.display()), e))?;
+        }
         let (hierarchy, cgroup_unavailable) = match Hierarchy::detect(&driver, &config.cgroup_parent) {
             Ok(h) => (h, None),
             Err(CgroupError::Unavailable { reason }) if driver == CgroupDriver::Auto => (None, Some(reason)),
@@ -85,6 +89,7 @@ impl Executor {
         Ok(Executor {
             config,
             runs_dir,
+            etc_dir,
             hierarchy,
             cgroup_unavailable,
             overlay_index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
@@ -128,7 +133,9 @@ impl Executor {
         let id = self.run_id();
         let mut warnings = Vec::new();
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let run_dir = RunDir::create(&self.runs_dir, &id, &spec, &host_resolv)
+        let etc = EtcFiles::ensure(&self.etc_dir, &spec, &host_resolv)
+            .map_err(|e| ExecutorError::io(format!("writing /etc files in {}", self.etc_dir.display()), e))?;
+        let run_dir = RunDir::create(&self.runs_dir, &id)
             .map_err(|e| ExecutorError::io(format!("preparing the run directory for {id}"), e))?;
         let Rootfs::Overlay { upper, .. } = &spec.rootfs;
         let mut guard = RunGuard {
@@ -143,9 +150,9 @@ impl Executor {
         let run_dir = guard.run_dir.as_ref().expect("set above");
         let request = InitRequest {
             rootfs_dir: run_dir.rootfs(),
-            hosts_file: run_dir.hosts(),
-            resolv_file: run_dir.resolv(),
-            hostname_file: run_dir.hostname(),
+            hosts_file: etc.hosts,
+            resolv_file: etc.resolv,
+            hostname_file: etc.hostname,
             cgroup_fs: match guard.cgroup.as_deref() {
                 None => CgroupFs::None,
                 Some(Cgroup::V2(_)) => CgroupFs::V2,

@@ -202,7 +202,8 @@ pub(crate) fn plan(req: &InitRequest) -> Vec<Step> {
             dest: dest.to_owned(),
             kind: Kind::File,
             source: source.clone(),
-            remount: Some(MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC),
+            // Read-only like BuildKit's; the files are shared between runs.
+            remount: Some(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC),
         });
     }
     for m in &spec.mounts {
@@ -291,9 +292,9 @@ symlink /dev/stdout -> /proc/self/fd/1
 symlink /dev/stderr -> /proc/self/fd/2
 symlink /dev/core -> /proc/kcore
 sysfs /sys ro,nosuid,nodev,noexec
-bind /etc/hosts file /state/run/hosts remount nosuid,nodev,noexec
-bind /etc/resolv.conf file /state/run/resolv.conf remount nosuid,nodev,noexec
-bind /etc/hostname file /state/run/hostname remount nosuid,nodev,noexec
+bind /etc/hosts file /state/run/hosts remount ro,nosuid,nodev,noexec
+bind /etc/resolv.conf file /state/run/resolv.conf remount ro,nosuid,nodev,noexec
+bind /etc/hostname file /state/run/hostname remount ro,nosuid,nodev,noexec
 mask /proc/asound
 mask /proc/acpi
 mask /proc/interrupts

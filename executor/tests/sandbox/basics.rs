@@ -120,6 +120,8 @@ async fn hostname_and_hosts() {
         "builder\nbuilder\n127.0.0.1\tlocalhost builder\n::1\tlocalhost ip6-localhost ip6-loopback\n10.1.2.3\tdb.local\n"
     );
     assert_eq!(sb.sh("hostname").await, "buildkitsandbox\n");
+    // Read-only, as in BuildKit (the generated files are shared between runs).
+    assert_eq!(sb.sh("echo x >> /etc/hosts 2>/dev/null; echo $?").await, "1\n");
 }
 
 #[tokio::test]
