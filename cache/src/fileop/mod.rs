@@ -63,7 +63,8 @@ pub enum Owner {
     },
     /// A user and optional group, each a name or a number, resolved against the destination
     /// root's `/etc/passwd` and `/etc/group` when the action runs. Without a group, a named
-    /// user's primary group is used and a numeric user's number doubles as the group id.
+    /// user's primary group is used and a numeric user's number doubles as the group id. A
+    /// name that is not found resolves to 0, as in BuildKit.
     Names {
         /// User name or number.
         user: String,
@@ -241,18 +242,6 @@ pub enum FileOpError {
     /// A `--chmod` value is not usable.
     #[error(transparent)]
     Mode(#[from] ModeError),
-    /// A `--chown` user is not in the destination's `/etc/passwd`.
-    #[error("unable to find user {name}: no matching entries in passwd file")]
-    UnknownUser {
-        /// The user name.
-        name: String,
-    },
-    /// A `--chown` group is not in the destination's `/etc/group`.
-    #[error("unable to find group {name}: no matching entries in group file")]
-    UnknownGroup {
-        /// The group name.
-        name: String,
-    },
     /// An include, exclude or ignore pattern is malformed.
     #[error("invalid pattern: {0}")]
     Pattern(#[from] PatternError),

@@ -12,7 +12,9 @@ pub(crate) struct Ids {
 }
 
 /// Resolves an owner to ids. Names are looked up inside `root` (following symlinks inside
-/// it); a missing passwd or group file means "no such user/group".
+/// it). Like BuildKit, a name that is not there (or a missing passwd/group file, as in a
+/// scratch image) resolves to 0 rather than failing: `USER app` + `WORKDIR` on an image
+/// without that user builds with BuildKit, so it must build here too.
 pub(crate) fn resolve_owner(root: &Root, owner: Option<&Owner>) -> Result<Option<Ids>, FileOpError> {
     let Some(owner) = owner else { return Ok(None) };
     match owner {
@@ -24,7 +26,10 @@ pub(crate) fn resolve_owner(root: &Root, owner: Option<&Owner>) -> Result<Option
                     let passwd = read_db(root, "/etc/passwd")?;
                     lookup(&passwd, user, 7)
                         .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-                        .ok_or_else(|| FileOpError::UnknownUser { name: user.clone() })?
+                        .unwrap_or_else(|| {
+                            tracing::warn!(user = %user, "user not in /etc/passwd, using 0:0 as BuildKit does");
+                            (0, 0)
+                        })
                 }
             };
             let gid = match group {
@@ -33,9 +38,10 @@ pub(crate) fn resolve_owner(root: &Root, owner: Option<&Owner>) -> Result<Option
                     Ok(gid) => gid,
                     Err(_) => {
                         let groups = read_db(root, "/etc/group")?;
-                        lookup(&groups, group, 3)
-                            .and_then(|f| f[2].parse().ok())
-                            .ok_or_else(|| FileOpError::UnknownGroup { name: group.clone() })?
+                        lookup(&groups, group, 3).and_then(|f| f[2].parse().ok()).unwrap_or_else(|| {
+                            tracing::warn!(group = %group, "group not in /etc/group, using 0 as BuildKit does");
+                            0
+                        })
                     }
                 },
             };
@@ -94,13 +100,16 @@ mod tests {
                 "{owner:?}"
             );
         }
-        assert!(matches!(
-            resolve_owner(&root, Some(&names("nosuch", None))),
-            Err(FileOpError::UnknownUser { .. })
-        ));
-        assert!(matches!(
-            resolve_owner(&root, Some(&names("1", Some("nosuch")))),
-            Err(FileOpError::UnknownGroup { .. })
-        ));
+        // Unknown names fall back to root, like BuildKit's readUser.
+        assert_eq!(resolve_owner(&root, Some(&names("nosuch", None))).unwrap(), Some(Ids { uid: 0, gid: 0 }));
+        assert_eq!(
+            resolve_owner(&root, Some(&names("1", Some("nosuch")))).unwrap(),
+            Some(Ids { uid: 1, gid: 0 })
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            resolve_owner(&Root::new(empty.path()), Some(&names("app", None))).unwrap(),
+            Some(Ids { uid: 0, gid: 0 })
+        );
     }
 }
