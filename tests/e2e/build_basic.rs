@@ -72,7 +72,10 @@ fn multi_stage_build_has_expected_files_and_config() {
     for want in [format!("PATH={}", harness::base::BASE_PATH), "APP_HOME=/app".into(), "MODE=test".into()] {
         assert!(env.contains(&want), "Env {env:?} lacks {want}");
     }
-    assert!(!env.iter().any(|e| e.starts_with("VERSION=") || e.starts_with("GREETING=")), "ARG leaked: {env:?}");
+    assert!(
+        !env.iter().any(|e| e.starts_with("VERSION=") || e.starts_with("GREETING=")),
+        "ARG leaked: {env:?}"
+    );
     assert_eq!(img.config["os"], "linux");
     assert_eq!(img.config["architecture"], "amd64");
     assert_eq!(img.diff_ids().len(), img.layers.len());
@@ -119,14 +122,18 @@ fn target_builds_only_the_stages_it_needs() {
     assert_eq!(std::fs::read_to_string(out.path().join("src/out.txt")).unwrap(), "hello from the app\n");
 
     // The broken stage fails when it is the target: proof that skipping it above mattered.
-    let o = rb.build(ctx.path()).args(["--build-arg", &format!("BASE={}", lab.base), "--target", "broken"]).expect_fail();
+    let o = rb
+        .build(ctx.path())
+        .args(["--build-arg", &format!("BASE={}", lab.base), "--target", "broken"])
+        .expect_fail();
     assert!(o.stderr.contains("exit code") || o.stderr.contains("exit status"), "no exit code named:\n{o}");
 }
 
 /// Start and end (seconds since the epoch) of the step whose name contains `needle`.
 fn span(events: &[Value], needle: &str) -> (f64, f64) {
     let at = |e: &Value| {
-        e["at"]["secs_since_epoch"].as_f64().unwrap_or(0.0) + e["at"]["nanos_since_epoch"].as_f64().unwrap_or(0.0) / 1e9
+        e["at"]["secs_since_epoch"].as_f64().unwrap_or(0.0)
+            + e["at"]["nanos_since_epoch"].as_f64().unwrap_or(0.0) / 1e9
     };
     let started = events
         .iter()

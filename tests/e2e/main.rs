@@ -5,3 +5,6 @@
 mod harness;
 
 mod build_basic;
+mod cache;
+mod errors;
+mod outputs;

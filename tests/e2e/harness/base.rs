@@ -145,8 +145,7 @@ pub fn push_busybox(reference: &str) {
 
 /// Lays out a busybox root file system in `root` (which must not exist yet).
 pub fn busybox_rootfs(root: &Path) {
-    for d in
-        ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "root", "home", "var/spool/mail", "var/www"]
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "root", "home", "var/spool/mail", "var/www"]
     {
         std::fs::create_dir_all(root.join(d)).expect("rootfs dir");
     }

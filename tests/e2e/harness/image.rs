@@ -115,7 +115,8 @@ impl Image {
         let manifests = index["manifests"].as_array().expect("index.json manifests");
         assert_eq!(manifests.len(), 1, "expected one manifest in index.json: {index}");
         let manifest = json(&members, &blob_path(manifests[0]["digest"].as_str().expect("digest")));
-        let config = json(&members, &blob_path(manifest["config"]["digest"].as_str().expect("config digest")));
+        let config =
+            json(&members, &blob_path(manifest["config"]["digest"].as_str().expect("config digest")));
         let layers = manifest["layers"]
             .as_array()
             .expect("manifest layers")

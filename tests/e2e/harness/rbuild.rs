@@ -56,6 +56,16 @@ impl Rbuild {
         c
     }
 
+    /// Stores basic-auth credentials for `registry` in this store's docker config (what
+    /// `docker login` writes to `config.json`).
+    pub fn login(&self, registry: &str, user: &str, password: &str) {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let config = serde_json::json!({ "auths": { registry: { "auth": auth } } });
+        std::fs::write(self.root().join("docker-config/config.json"), config.to_string())
+            .expect("config.json");
+    }
+
     /// The output of `rbuild images`.
     pub fn images(&self) -> String {
         self.cmd(["images"]).expect_ok().stdout

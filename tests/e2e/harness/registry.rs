@@ -207,7 +207,8 @@ fn answers_v2(port: u16) -> bool {
     }
     let mut response = String::new();
     let _ = s.read_to_string(&mut response);
-    response.starts_with("HTTP/1.") && response.to_ascii_lowercase().contains("docker-distribution-api-version")
+    response.starts_with("HTTP/1.")
+        && response.to_ascii_lowercase().contains("docker-distribution-api-version")
 }
 
 fn config(dir: &Path, port: u16, auth: bool) -> String {

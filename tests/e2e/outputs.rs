@@ -1,0 +1,171 @@
+//! Every output type, each read back by a tool that is not rbuild: skopeo, umoci,
+//! oci-image-tool, GNU tar, and the registry itself.
+
+use crate::harness::{self, Cmd, Image, Rbuild, require_lab};
+use serde_json::Value;
+use std::path::Path;
+
+fn app_context() -> tempfile::TempDir {
+    let lab = harness::lab();
+    let dockerfile = format!(
+        "FROM {base}\n\
+         COPY --chown=1000:1001 hello.txt /app/hello.txt\n\
+         RUN ln -s hello.txt /app/link && mkdir -p /app/empty && echo built > /app/built\n\
+         ENV GREETING=hi\n\
+         CMD [\"cat\", \"/app/hello.txt\"]\n",
+        base = lab.base
+    );
+    harness::context(&[("Dockerfile", &dockerfile), ("hello.txt", "hello\n")])
+}
+
+fn build_to(rb: &Rbuild, ctx: &Path, output: String) {
+    rb.build(ctx).args(["-o", &output]).expect_ok();
+}
+
+fn json_of(o: &harness::Outcome) -> Value {
+    serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{o}"))
+}
+
+#[test]
+fn oci_archive_is_accepted_by_skopeo_umoci_and_oci_image_tool() {
+    require_lab!();
+    let ctx = app_context();
+    let out = harness::tempdir();
+    let tar = out.path().join("app.tar");
+    Rbuild::new()
+        .build(ctx.path())
+        .args(["-t", "e2e/oci-app:v1", "-o", &format!("type=oci,dest={}", tar.display())])
+        .expect_ok();
+
+    let img = Image::from_oci_archive(&tar);
+    let inspect = json_of(
+        &Cmd::tool("skopeo").arg("inspect").arg(format!("oci-archive:{}", tar.display())).expect_ok(),
+    );
+    assert_eq!(inspect["Os"], "linux");
+    assert_eq!(inspect["Architecture"], "amd64");
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(img.layers.len()));
+    assert!(harness::image::strings(&inspect["Env"]).contains(&"GREETING=hi".to_string()), "{inspect}");
+
+    // oci-image-tool checks the layout (index, manifest, config, blob digests) against the spec.
+    let layout = out.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    Cmd::tool("tar").args(["-xf"]).arg(&tar).arg("-C").arg(&layout).expect_ok();
+    let ref_name = img.index.as_ref().and_then(|i| {
+        i["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"].as_str().map(String::from)
+    });
+    // Debian's oci-image-tool calls an extracted layout `--type image` (it detects the layout).
+    let mut validate = Cmd::tool("oci-image-tool").args(["validate", "--type", "image"]);
+    if let Some(r) = &ref_name {
+        validate = validate.arg("--ref").arg(format!("name={r}"));
+    }
+    let o = validate.arg(&layout).expect_ok();
+    assert!(o.stdout.contains("Validation succeeded"), "{o}");
+    Cmd::tool("oci-image-tool")
+        .args(["validate", "--type", "imageIndex"])
+        .arg(layout.join("index.json"))
+        .expect_ok();
+
+    // umoci unpacks it into a runtime bundle whose rootfs has our files, owners included.
+    let r = ref_name.expect("index.json names the image (org.opencontainers.image.ref.name)");
+    assert_eq!(r, "v1", "ref.name is the tag, as BuildKit writes it");
+    let bundle = out.path().join("bundle");
+    Cmd::tool("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:{r}", layout.display()))
+        .arg(&bundle)
+        .expect_ok();
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("app/hello.txt")).unwrap(), "hello\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("app/built")).unwrap(), "built\n");
+    assert_eq!(std::fs::read_link(rootfs.join("app/link")).unwrap(), Path::new("hello.txt"));
+    let meta = std::fs::metadata(rootfs.join("app/hello.txt")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
+    assert!(rootfs.join("bin/busybox").is_file());
+}
+
+#[test]
+fn docker_archive_is_accepted_by_skopeo() {
+    require_lab!();
+    let ctx = app_context();
+    let out = harness::tempdir();
+    let tar = out.path().join("app.tar");
+    build_to(&Rbuild::new(), ctx.path(), format!("type=docker,dest={}", tar.display()));
+    let inspect = json_of(
+        &Cmd::tool("skopeo").arg("inspect").arg(format!("docker-archive:{}", tar.display())).expect_ok(),
+    );
+    let img = Image::from_docker_archive(&tar);
+    assert_eq!(inspect["Os"], "linux");
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(img.layers.len()));
+    assert_eq!(img.cfg("Cmd"), &serde_json::json!(["cat", "/app/hello.txt"]));
+    assert_eq!(img.rootfs()["app/hello.txt"].data, b"hello\n");
+}
+
+#[test]
+fn local_output_writes_the_file_system() {
+    require_lab!();
+    let ctx = app_context();
+    let out = harness::tempdir();
+    let dest = out.path().join("fs");
+    build_to(&Rbuild::new(), ctx.path(), format!("type=local,dest={}", dest.display()));
+    assert_eq!(std::fs::read_to_string(dest.join("app/hello.txt")).unwrap(), "hello\n");
+    assert_eq!(std::fs::read_link(dest.join("app/link")).unwrap(), Path::new("hello.txt"));
+    assert_eq!(std::fs::read_link(dest.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+    assert!(dest.join("app/empty").is_dir());
+    assert_eq!(std::fs::read_dir(dest.join("app/empty")).unwrap().count(), 0);
+}
+
+#[test]
+fn tar_output_keeps_owners_in_the_headers() {
+    require_lab!();
+    let ctx = app_context();
+    let out = harness::tempdir();
+    let tar = out.path().join("fs.tar");
+    build_to(&Rbuild::new(), ctx.path(), format!("type=tar,dest={}", tar.display()));
+    let entries = harness::image::tar_file_entries(&tar);
+    let hello = &entries["app/hello.txt"];
+    assert_eq!((hello.uid, hello.gid, hello.kind), (1000, 1001, '-'));
+    assert_eq!(hello.data, b"hello\n");
+    assert_eq!(entries["app/link"].link.as_deref(), Some("hello.txt"));
+    assert_eq!(entries["app/empty"].kind, 'd');
+    // GNU tar agrees on the owner.
+    let listing = Cmd::tool("tar").args(["--numeric-owner", "-tvf"]).arg(&tar).expect_ok().stdout;
+    let line = listing.lines().find(|l| l.ends_with("app/hello.txt")).expect("tar -t lists app/hello.txt");
+    assert!(line.contains("1000/1001"), "tar -tv line: {line}");
+}
+
+#[test]
+fn push_then_second_push_reuses_blobs() {
+    require_lab!();
+    let lab = harness::lab();
+    let ctx = app_context();
+    let rb = Rbuild::new();
+    let first = lab.registry.image("e2e/outputs-push:v1");
+    let o = rb.build(ctx.path()).args(["-t", &first, "--push"]).expect_ok();
+    let inspect = json_of(
+        &Cmd::tool("skopeo")
+            .args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{first}"))
+            .expect_ok(),
+    );
+    let digest = inspect["Digest"].as_str().expect("Digest").to_string();
+    assert!(o.stdout.contains(&digest) || o.stderr.contains(&digest), "rbuild did not report {digest}:\n{o}");
+    let layers = inspect["Layers"].as_array().map_or(0, Vec::len);
+    assert!(layers >= 2, "{inspect}");
+
+    let uploads_before = lab.registry.requests("POST", "/v2/e2e/outputs-push/blobs/uploads/").len();
+    let heads_before = lab.registry.requests("HEAD", "/v2/e2e/outputs-push/blobs/").len();
+    let second = lab.registry.image("e2e/outputs-push:v2");
+    rb.build(ctx.path()).args(["-t", &second, "--push"]).expect_ok();
+    let uploads = lab.registry.requests("POST", "/v2/e2e/outputs-push/blobs/uploads/").len() - uploads_before;
+    let heads = lab.registry.requests("HEAD", "/v2/e2e/outputs-push/blobs/").len() - heads_before;
+    assert_eq!(uploads, 0, "second push uploaded blobs again:\n{}", lab.registry.access_log());
+    assert!(heads > layers, "second push did not check blobs with HEAD ({heads} HEADs)");
+    let again = json_of(
+        &Cmd::tool("skopeo")
+            .args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{second}"))
+            .expect_ok(),
+    );
+    assert_eq!(again["Digest"].as_str(), Some(digest.as_str()), "same build, same manifest");
+}
