@@ -40,14 +40,13 @@ fn is_git(s: &str) -> bool {
 impl Lowering<'_> {
     pub(crate) fn dispatch_copy(
         &mut self,
-        stage: usize,
         state: &mut StageState,
         inst: &Instruction,
         c: &CopyCommand,
     ) -> Result<(), LowerError> {
         let from = match &c.from {
             None => None,
-            Some(f) => Some(self.from_ref(f, stage, inst.span)?),
+            Some(f) => Some(self.resolve_from(f, inst.span)?),
         };
         let plan = CopyPlan {
             is_add: false,
@@ -239,7 +238,7 @@ impl Lowering<'_> {
                     filename: filename.clone(),
                     mode: 0o600,
                 });
-                let meta = VertexMeta { name: format!("{src}"), ..Default::default() };
+                let meta = VertexMeta { name: src.to_string(), ..Default::default() };
                 let v = self.graph.add(Op::Source(http), vec![], meta).expect("no inputs");
                 let idx = source_index(&mut inputs, Some(v), self);
                 actions.push(self.copy_action(

@@ -87,12 +87,7 @@ pub(crate) fn resolve_in_workdir(workdir: &str, p: &str, keep_slash: bool) -> St
 }
 
 impl Lowering<'_> {
-    pub(crate) fn dispatch(
-        &mut self,
-        stage: usize,
-        state: &mut StageState,
-        inst: &Instruction,
-    ) -> Result<(), LowerError> {
+    pub(crate) fn dispatch(&mut self, state: &mut StageState, inst: &Instruction) -> Result<(), LowerError> {
         if let Command::Arg(defs) = &inst.command {
             return self.dispatch_arg(state, inst, defs);
         }
@@ -103,8 +98,8 @@ impl Lowering<'_> {
         match &command {
             Command::From(_) => Err(self.errors.at(inst.span, "FROM inside a stage").into()),
             Command::Arg(_) => unreachable!("handled above"),
-            Command::Run(run) => self.dispatch_run(stage, state, inst, run),
-            Command::Copy(c) => self.dispatch_copy(stage, state, inst, c),
+            Command::Run(run) => self.dispatch_run(state, inst, run),
+            Command::Copy(c) => self.dispatch_copy(state, inst, c),
             Command::Add(a) => self.dispatch_add(state, inst, a),
             Command::Env(pairs) => {
                 let mut msg = String::from("ENV");

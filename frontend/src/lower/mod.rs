@@ -118,8 +118,7 @@ impl<'a> Errors<'a> {
 
     /// An error with no better place than the end of the file.
     pub(crate) fn general(&self, message: impl Into<String>) -> DockerfileError {
-        let end = self.source.len();
-        DockerfileError::at(self.file, self.source, &self.index, 0, end.min(0), message.into())
+        DockerfileError::at(self.file, self.source, &self.index, 0, 0, message.into())
     }
 }
 

@@ -47,7 +47,6 @@ fn summarize_heredoc(doc: &str) -> String {
 impl Lowering<'_> {
     pub(crate) fn dispatch_run(
         &mut self,
-        stage: usize,
         state: &mut StageState,
         inst: &Instruction,
         run: &RunCommand,
@@ -121,7 +120,7 @@ impl Lowering<'_> {
         }
 
         for m in &run.mounts {
-            self.run_mount(stage, state, inst, m, &mut inputs, &mut mounts)?;
+            self.run_mount(state, inst, m, &mut inputs, &mut mounts)?;
         }
 
         let exec = Exec {
@@ -160,7 +159,6 @@ impl Lowering<'_> {
 
     fn run_mount(
         &mut self,
-        stage: usize,
         state: &StageState,
         inst: &Instruction,
         m: &MountSpec,
@@ -176,7 +174,7 @@ impl Lowering<'_> {
         let mut source_input = |this: &mut Self| -> Result<Option<usize>, LowerError> {
             let v = match &m.from {
                 None => Some(this.context()),
-                Some(from) => match this.from_ref(from, stage, inst.span)? {
+                Some(from) => match this.resolve_from(from, inst.span)? {
                     Base::Scratch => None,
                     Base::Stage(j) => {
                         let Some(src) = this.states[j].as_ref() else {

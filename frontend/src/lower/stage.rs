@@ -195,12 +195,8 @@ impl<'a> Lowering<'a> {
             .filter(|k| !self.consumed_args.contains(*k) && !args::is_builtin(k))
             .cloned()
             .collect();
-        let source_date_epoch = self
-            .opts
-            .build_args
-            .get("SOURCE_DATE_EPOCH")
-            .or_else(|| None)
-            .and_then(|v| v.trim().parse::<i64>().ok());
+        let source_date_epoch =
+            self.opts.build_args.get("SOURCE_DATE_EPOCH").and_then(|v| v.trim().parse::<i64>().ok());
         Ok(Lowered {
             graph: self.graph,
             target: target.vertex,
@@ -291,7 +287,7 @@ impl<'a> Lowering<'a> {
     }
 
     /// What a `--from` value (COPY or RUN --mount) refers to, seen from stage `current`.
-    pub fn from_ref(&self, value: &str, current: usize, span: Span) -> Result<Base, DockerfileError> {
+    pub fn resolve_from(&self, value: &str, span: Span) -> Result<Base, DockerfileError> {
         if let Ok(index) = value.parse::<usize>() {
             if index >= self.stages.len() {
                 return Err(self.errors.at(span, format!("invalid stage index {index}")));
@@ -299,7 +295,6 @@ impl<'a> Lowering<'a> {
             return Ok(Base::Stage(index));
         }
         if let Some(j) = self.find_stage(value, self.stages.len()) {
-            let _ = current;
             return Ok(Base::Stage(j));
         }
         if value.eq_ignore_ascii_case("scratch") {
@@ -312,7 +307,7 @@ impl<'a> Lowering<'a> {
     }
 
     /// Stages other stages' instructions refer to (COPY --from, RUN --mount from=).
-    fn instruction_deps(&self, i: usize, inst: &Instruction) -> Result<Vec<Base>, DockerfileError> {
+    fn instruction_deps(&self, inst: &Instruction) -> Result<Vec<Base>, DockerfileError> {
         let mut out = Vec::new();
         match &inst.command {
             Command::Copy(c) => {
@@ -323,7 +318,7 @@ impl<'a> Lowering<'a> {
                             "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
                         ));
                     }
-                    out.push(self.from_ref(from, i, inst.span)?);
+                    out.push(self.resolve_from(from, inst.span)?);
                 }
             }
             Command::Run(r) => {
@@ -331,7 +326,7 @@ impl<'a> Lowering<'a> {
                     if let Some(from) = &m.from
                         && !from.contains('$')
                     {
-                        out.push(self.from_ref(from, i, inst.span)?);
+                        out.push(self.resolve_from(from, inst.span)?);
                     }
                 }
             }
@@ -352,7 +347,7 @@ impl<'a> Lowering<'a> {
                 stack.push(j);
             }
             for inst in &self.df.stages[i].instructions {
-                for dep in self.instruction_deps(i, inst)? {
+                for dep in self.instruction_deps(inst)? {
                     if let Base::Stage(j) = dep {
                         stack.push(j);
                     }
@@ -379,7 +374,7 @@ impl<'a> Lowering<'a> {
                 self.want_image(r.clone(), platform.clone());
             }
             for inst in &self.df.stages[i].instructions {
-                for dep in self.instruction_deps(i, inst)? {
+                for dep in self.instruction_deps(inst)? {
                     if let Base::Image(r) = dep {
                         self.want_image(r, platform.clone());
                     }
@@ -585,11 +580,11 @@ impl<'a> Lowering<'a> {
         }
         for inst in &trigger_insts {
             state.in_onbuild = true;
-            self.dispatch(i, &mut state, inst)?;
+            self.dispatch(&mut state, inst)?;
         }
         state.in_onbuild = false;
         for inst in &stage.instructions {
-            self.dispatch(i, &mut state, inst)?;
+            self.dispatch(&mut state, inst)?;
         }
         state.dispatched = true;
         self.states[i] = Some(state);

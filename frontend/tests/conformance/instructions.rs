@@ -126,15 +126,15 @@ fn instruction_case(case: &Value) -> Outcome {
 fn emulate_dispatch(src: &str, target: Option<&str>) -> Result<(), Failure> {
     let df = frontend::parse(src, "Dockerfile")?;
     let fail = |e: frontend::ExpandError| Failure::from(e.into_dockerfile_error("Dockerfile", src));
-    if let Some(t) = target {
-        if df.stage_index(t).is_none() {
-            let span = Span::default();
-            return Err(Failure {
-                message: format!("target stage {t:?} could not be found"),
-                full: String::new(),
-                lines: vec![span.start_line as u64],
-            });
-        }
+    if let Some(t) = target
+        && df.stage_index(t).is_none()
+    {
+        let span = Span::default();
+        return Err(Failure {
+            message: format!("target stage {t:?} could not be found"),
+            full: String::new(),
+            lines: vec![span.start_line as u64],
+        });
     }
     let lexer: Lexer = df.lexer();
     let mut meta = EnvList::new();

@@ -202,10 +202,10 @@ fn warnings(input: &str, want: &Value) -> Result<(), String> {
                 return Err(format!("warning {i}: {:?} does not contain {s:?}", got.short));
             }
         }
-        if let Some(d) = w["detail_contains"].as_str() {
-            if !got.detail.contains(d) {
-                return Err(format!("warning {i}: detail {:?} does not contain {d:?}", got.detail));
-            }
+        if let Some(d) = w["detail_contains"].as_str()
+            && !got.detail.contains(d)
+        {
+            return Err(format!("warning {i}: detail {:?} does not contain {d:?}", got.detail));
         }
         if let Some(line) = w["line"].as_u64() {
             expect_eq("line", lints[i].span.start_line as u64, line)?;
