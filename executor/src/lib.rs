@@ -12,6 +12,16 @@
 //! Entry points: [`Executor::run`] in the parent, and [`sandbox_init_main`] (or
 //! [`maybe_sandbox_init`]) at the very top of the binary that serves as
 //! [`ExecutorConfig::init_program`].
+//!
+//! Compared with Docker's default container (and BuildKit's runc executor):
+//! - same: namespaces, capability set (`CapEff 00000000a80425fb`), seccomp allow-list,
+//!   masked and read-only paths, read-only `/sys` and `/sys/fs/cgroup`, read-only
+//!   `/etc/hosts` and `/etc/resolv.conf`, `no_new_privs` off unless asked for;
+//! - different: device access is restricted by `nodev` mounts (only bind-mounted host
+//!   `null zero full random urandom tty` and the pty devices work) instead of a devices
+//!   cgroup; 32-bit x86 syscalls are killed by the seccomp filter instead of filtered;
+//!   there is no AppArmor/SELinux profile and no user namespace (root only);
+//!   `RUN --security=insecure` gets every capability rbuild holds but no extra devices.
 
 mod caps;
 mod cgroups;

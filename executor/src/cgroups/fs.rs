@@ -77,9 +77,13 @@ pub(crate) fn remove_dir_retrying(path: &Path) -> Result<(), CgroupError> {
         match std::fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            // EBUSY: tasks that just exited are still leaving the cgroup; that usually
-            // takes well under a millisecond, so start with short naps.
+            // EBUSY: tasks that just exited are still leaving the cgroup (that usually
+            // takes well under a millisecond, so start with short naps), or the run made
+            // child cgroups (possible in insecure runs), which go first.
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < std::time::Duration::from_secs(2) => {
+                for child in child_dirs(path) {
+                    remove_dir_retrying(&child)?;
+                }
                 std::thread::sleep(delay);
                 waited += delay;
                 delay = (delay * 2).min(std::time::Duration::from_millis(50));
@@ -87,6 +91,11 @@ pub(crate) fn remove_dir_retrying(path: &Path) -> Result<(), CgroupError> {
             Err(source) => return Err(CgroupError::io("remove", path, source)),
         }
     }
+}
+
+fn child_dirs(path: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(path) else { return Vec::new() };
+    entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect()
 }
 
 #[cfg(test)]

@@ -133,3 +133,21 @@ async fn the_run_sees_its_own_limits_read_only() {
     assert_eq!(lines[1], "write=1");
     assert!(lines[2].parse::<u32>().unwrap() >= 1, "{out}");
 }
+
+#[tokio::test]
+async fn child_cgroups_made_by_an_insecure_run_are_removed() {
+    require_root!();
+    let sb = Sandbox::new();
+    let dir = match sb.executor.cgroup_version() {
+        Some(1) => "/sys/fs/cgroup/pids",
+        Some(2) => "/sys/fs/cgroup",
+        _ => {
+            eprintln!("skipped: no cgroup hierarchy");
+            return;
+        }
+    };
+    let mut spec = sb.spec(&format!("mkdir {dir}/sub && echo $$ > {dir}/sub/cgroup.procs && echo moved"));
+    spec.insecure = true;
+    assert_eq!(sb.run(spec).await.ok(), "moved\n");
+    assert!(sb.leftover_cgroups().is_empty(), "{:?}", sb.leftover_cgroups());
+}
