@@ -47,6 +47,7 @@ impl Engine {
             no_cache: req.no_cache,
             no_cache_filter: req.no_cache_filter.clone(),
             images: BTreeMap::new(),
+            allow_http_sources: false,
         };
         for _ in 0..MAX_RESOLVE_ROUNDS {
             match lower::lower(&parsed, &opts) {

@@ -42,9 +42,7 @@ impl crate::Engine {
         }
         // Images in the local store are used as they are, like docker does with its image
         // store; `--pull` asks the registry instead.
-        if !pull
-            && let Some(found) = self.local_image(req)?
-        {
+        if !pull && let Some(found) = self.local_image(req)? {
             return Ok(found);
         }
         let step = format!("resolve:{}", pin_key(req));

@@ -225,6 +225,12 @@ impl Lowering<'_> {
                 if !plan.is_add {
                     return Err(self.errors.at(inst.span, "source can't be a URL for COPY").into());
                 }
+                if !self.opts.allow_http_sources {
+                    return Err(self
+                        .errors
+                        .at(inst.span, format!("ADD from a URL ({src}) is not supported yet"))
+                        .into());
+                }
                 let filename = src
                     .split(['?', '#'])
                     .next()

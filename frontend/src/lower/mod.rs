@@ -64,6 +64,8 @@ pub struct LowerOptions {
     pub no_cache_filter: Vec<String>,
     /// Base images resolved so far.
     pub images: BTreeMap<ImageRequest, BaseImage>,
+    /// Whether the solver can fetch `ADD https://...` sources (rejected at the line otherwise).
+    pub allow_http_sources: bool,
 }
 
 /// The result of lowering.

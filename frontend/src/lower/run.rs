@@ -234,21 +234,12 @@ impl Lowering<'_> {
             MountType::Tmpfs => {
                 MountKind::Tmpfs { size: m.size.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0) }
             }
-            MountType::Secret => MountKind::Secret {
-                id: m.id.clone().unwrap_or_default(),
-                required: m.required,
-                mode: m.mode.unwrap_or(0o400),
-                uid: m.uid.unwrap_or(0),
-                gid: m.gid.unwrap_or(0),
-                env: m.env.clone(),
-            },
-            MountType::Ssh => MountKind::Ssh {
-                id: m.id.clone().unwrap_or_else(|| "default".into()),
-                required: m.required,
-                mode: m.mode.unwrap_or(0o600),
-                uid: m.uid.unwrap_or(0),
-                gid: m.gid.unwrap_or(0),
-            },
+            MountType::Secret | MountType::Ssh => {
+                return Err(self
+                    .errors
+                    .at(inst.span, format!("RUN --mount=type={} is not supported yet", m.kind.as_str()))
+                    .into());
+            }
         };
         mounts.push(ExecMount { input: None, selector: String::new(), dest, readonly: m.readonly, kind });
         Ok(())
