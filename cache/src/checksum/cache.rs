@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-const MAGIC: &[u8; 8] = b"rbcsum01";
+const MAGIC: &[u8; 8] = b"rbcsum02";
 
 /// What identifies an unchanged entry: any write changes size, mtime or ctime, and a
-/// replaced file has a new inode. The change time also moves on chmod, chown and xattr
+/// replaced file has a new inode. The device is included too, so that another file system
+/// mounted later at the same path is never mistaken for the first one. The change time also moves on chmod, chown and xattr
 /// changes, so the extended-attribute digest can be remembered under the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StatKey {
@@ -22,6 +23,7 @@ pub(crate) struct StatKey {
     pub(crate) mtime_ns: i128,
     pub(crate) ctime_ns: i128,
     pub(crate) ino: u64,
+    pub(crate) dev: u64,
 }
 
 impl StatKey {
@@ -31,6 +33,7 @@ impl StatKey {
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
             ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             ino: meta.ino(),
+            dev: meta.dev(),
         }
     }
 
@@ -53,8 +56,8 @@ pub(crate) struct Entry {
     pub(crate) xattrs: [u8; 32],
 }
 
-/// Content digests by host path, valid while the entry's size, mtime, ctime and inode stay
-/// the same. Shared by concurrent checksums (`&self` everywhere).
+/// Content digests by host path, valid while the entry's size, mtime, ctime, inode and device
+/// stay the same. Shared by concurrent checksums (`&self` everywhere).
 #[derive(Debug, Default)]
 pub struct ChecksumCache {
     entries: RwLock<HashMap<PathBuf, Entry>>,
@@ -165,6 +168,7 @@ fn encode(entries: &HashMap<PathBuf, Entry>) -> Vec<u8> {
         out.extend_from_slice(&e.key.mtime_ns.to_le_bytes());
         out.extend_from_slice(&e.key.ctime_ns.to_le_bytes());
         out.extend_from_slice(&e.key.ino.to_le_bytes());
+        out.extend_from_slice(&e.key.dev.to_le_bytes());
         match e.content {
             Some(c) => {
                 out.push(1);
@@ -198,6 +202,7 @@ fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Entry>> {
             mtime_ns: i128::from_le_bytes(take(&mut r)?),
             ctime_ns: i128::from_le_bytes(take(&mut r)?),
             ino: u64::from_le_bytes(take(&mut r)?),
+            dev: u64::from_le_bytes(take(&mut r)?),
         };
         let [flag] = take::<1>(&mut r)?;
         let content = match flag {

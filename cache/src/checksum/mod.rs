@@ -11,7 +11,7 @@
 //! covers what the copy reads.
 //!
 //! File contents are hashed in parallel, and per-entry digests are remembered in a
-//! [`ChecksumCache`] under the entry's (path, size, mtime, ctime, inode) so that an
+//! [`ChecksumCache`] under the entry's (path, size, mtime, ctime, inode, device) so that an
 //! unchanged tree costs one `lstat` per entry.
 
 mod cache;
@@ -323,6 +323,7 @@ impl Meta {
                 mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
                 ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
                 ino: st.st_ino as u64,
+                dev: st.st_dev as u64,
             },
         }
     }
