@@ -26,10 +26,17 @@ fn small_files_checksum_timings() {
     let ctx = SourceRoot::context(&root, vec![]);
     let sel = Selector::path("/");
 
-    let cache = ChecksumCache::new();
-    let t = Instant::now();
-    let cold = checksum::checksum(&ctx, &sel, &cache).unwrap();
-    let cold_time = t.elapsed();
+    // Cold: nothing remembered (the page cache is warm). Best of three.
+    let mut cold_time = std::time::Duration::MAX;
+    let mut cache = ChecksumCache::new();
+    let mut cold = None;
+    for _ in 0..3 {
+        cache = ChecksumCache::new();
+        let t = Instant::now();
+        cold = Some(checksum::checksum(&ctx, &sel, &cache).unwrap());
+        cold_time = cold_time.min(t.elapsed());
+    }
+    let cold = cold.unwrap();
     // The machine is shared: report the best of a few cached runs.
     let mut warm_time = std::time::Duration::MAX;
     for _ in 0..5 {
@@ -38,7 +45,7 @@ fn small_files_checksum_timings() {
         warm_time = warm_time.min(t.elapsed());
         assert_eq!(cold, warm);
     }
-    println!("checksum cold (no cache): {cold_time:?}, entries read: {}", cache.misses());
+    println!("checksum cold (no cache, best of 3): {cold_time:?}, entries read: {}", cache.misses());
     println!("checksum cached (best of 5): {warm_time:?}, entries served from cache: {}", cache.hits() / 5);
 
     let dir = tempfile::tempdir().unwrap();
