@@ -525,3 +525,53 @@ fn dockerignore() {
     run(dest.path(), &[SourceRoot::context(c.path(), ignore)], vec![cp(".", "/")]);
     assert_eq!(listing(dest.path()), "bay f 600 0:0 =bay-contents\nfoo f 600 0:0 =foo-contents\n");
 }
+
+#[test]
+fn copy_heredoc() {
+    // The frontend writes each heredoc with mkfile (0644) into an empty layer and copies it
+    // from there; the destination here is the build stage (WORKDIR /dest).
+    let heredoc = |name: &str, data: &str| {
+        let dir = tree("");
+        let mkfile = FileAction::Mkfile {
+            path: format!("/{name}"),
+            mode: 0o644,
+            data: data.as_bytes().to_vec(),
+            owner: None,
+            timestamp: None,
+        };
+        fileop::apply(dir.path(), &[], &[mkfile]).unwrap();
+        let root = SourceRoot::new(dir.path());
+        (dir, root)
+    };
+    let (_a, single) = heredoc("EOF", "single file\n");
+    let (_b, first) = heredoc("EOF", "first file\n");
+    let (_c, second) = heredoc("EOF2", "second file\n");
+    let (_d, dummy) = heredoc("EOF", "dummy content\n");
+    let dest = tree("etc d 755\ndest d 755\npermfiles d 755");
+    std::fs::write(
+        dest.path().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(dest.path().join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
+    let sources = [single, first, second, dummy];
+    let from = |i: usize, src: &str, dest: &str| CopyAction::new(i, src, dest);
+    let actions = vec![
+        from(0, "/EOF", "/dest/single"),
+        from(1, "/EOF", "/dest/double/"),
+        from(2, "/EOF2", "/dest/double/"),
+        with(from(3, "/EOF", "/permfiles/all"), |a| a.mode = Some(Mode::Octal(0o777))),
+        with(from(3, "/EOF", "/permfiles/rw"), |a| a.mode = Some(Mode::parse("0644").unwrap())),
+        with(from(3, "/EOF", "/permfiles/owned"), |a| {
+            a.owner = Some(Owner::Names { user: "user".into(), group: Some("user".into()) })
+        }),
+    ];
+    run(dest.path(), &sources, actions);
+    assert_eq!(read(dest.path(), "dest/single"), "single file\n");
+    assert_eq!(read(dest.path(), "dest/double/EOF"), "first file\n");
+    assert_eq!(read(dest.path(), "dest/double/EOF2"), "second file\n");
+    let stat = |p: &str| fileop_support::stat(&dest.path().join(p));
+    assert_eq!(stat("permfiles/all").0, 0o777);
+    assert_eq!(stat("permfiles/rw").0, 0o644);
+    assert_eq!(stat("permfiles/owned"), (0o644, 1000, 1000));
+}
