@@ -7,6 +7,14 @@
 //! (read-only), and [`apply`] runs the actions in order. Every path is interpreted inside its
 //! root: symlinks, absolute or with `..`, are resolved as if the root were `/`, so nothing a
 //! source or the destination contains can make an action touch the host.
+//!
+//! Known differences from BuildKit, all deliberate:
+//! - Extracting an archive through a symlink that climbs above the extraction root stays
+//!   at the root (as the older chroot-based BuildKit did) instead of failing.
+//! - A symbolic `--chmod` gives created parent directories the mode applied to 0755; an
+//!   octal one gives them its permission bits (BuildKit applies the mode to them too).
+//! - `timestamp` sets times exactly; clamping to `SOURCE_DATE_EPOCH` belongs to the exporter.
+//! - Hard links are preserved within one source match, as in BuildKit, not across matches.
 
 mod archive;
 mod copy;
