@@ -578,3 +578,45 @@ fn copy_into_nested_existing_tree_from_two_sources() {
         "two sources",
     );
 }
+
+#[test]
+fn copying_a_stage_tree_matches_cp_a() {
+    // From another stage (owners kept), COPY of a whole tree gives what `cp -a` gives:
+    // same types, modes, owners, link targets, hard links and modification times.
+    let src = tree(
+        "bin d 755
+         bin/tool f 4755 =t
+         bin/alias l ->tool
+         bin/hard h =>bin/tool
+         etc d 750 1:2
+         etc/conf f 640 1:2 =c
+         etc/dangling l ->/nowhere
+         tmp d 1777
+         var/fifo p 600 3:4
+         var/empty d 700",
+    );
+    let old = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec { tv_sec: 1_000, tv_nsec: 0 },
+        last_modification: rustix::fs::Timespec { tv_sec: 2_000, tv_nsec: 0 },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, src.path().join("etc/conf"), &old, rustix::fs::AtFlags::empty())
+        .unwrap();
+    let by_cp = tree("");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src.path().join("."))
+        .arg(by_cp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let by_copy = tree("");
+    fileop::apply(
+        by_copy.path(),
+        &[SourceRoot::new(src.path())],
+        &[FileAction::Copy(CopyAction::new(0, "/", "/"))],
+    )
+    .unwrap();
+    assert_eq!(fileop_support::listing(by_copy.path()), fileop_support::listing(by_cp.path()));
+    let mtime = |root: &std::path::Path| std::fs::metadata(root.join("etc/conf")).unwrap().mtime();
+    assert_eq!((mtime(by_copy.path()), mtime(by_cp.path())), (2_000, 2_000));
+}
