@@ -33,7 +33,7 @@ use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// What a step reads from a source.
@@ -254,7 +254,9 @@ fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
         // One read buffer per hashing thread instead of a zeroed allocation per file.
         static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
     }
-    let mut file = std::fs::File::open(path)?;
+    // The walk saw a regular file here; never follow a link that replaced it since.
+    let mut file =
+        std::fs::OpenOptions::new().read(true).custom_flags(OFlags::NOFOLLOW.bits() as i32).open(path)?;
     let mut h = Sha256::new();
     BUF.with_borrow_mut(|buf| {
         loop {

@@ -42,8 +42,12 @@ fn detect_compression(head: &[u8]) -> Compression {
     }
 }
 
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)
+}
+
 fn open_stream(path: &Path) -> io::Result<(Box<dyn Read>, Compression)> {
-    let mut file = File::open(path)?;
+    let mut file = open_nofollow(path)?;
     let mut head = [0u8; 8];
     let mut n = 0;
     while n < head.len() {
@@ -53,7 +57,7 @@ fn open_stream(path: &Path) -> io::Result<(Box<dyn Read>, Compression)> {
         }
     }
     let kind = detect_compression(&head[..n]);
-    let file = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    let file = BufReader::with_capacity(256 * 1024, open_nofollow(path)?);
     let reader: Box<dyn Read> = match kind {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
