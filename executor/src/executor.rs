@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgroups::{Cgroup, CgroupDriver, CgroupError, CgroupStats, Hierarchy, Manager};
 use crate::error::ExecutorError;
 use crate::init::INIT_ARG;
+use crate::oci;
 use crate::protocol::{CgroupFs, FailStage, InitMessage, InitRequest};
 use crate::run_dir::{EtcFiles, RunDir};
 use crate::spec::{ExitStatus, Outcome, OutputChunk, OutputStream, ResourceStats, Rootfs, Spec};
@@ -38,6 +39,19 @@ pub struct ExecutorConfig {
     pub cgroup_parent: String,
 }
 
+/// Which program isolates runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Runtime {
+    /// rbuild's own sandbox: the init program re-executed (the default).
+    #[default]
+    Native,
+    /// An OCI runtime such as runc or crun, given a bundle per run (`--runtime runc`).
+    Oci {
+        /// The runtime binary.
+        binary: PathBuf,
+    },
+}
+
 /// Runs processes in sandboxes. Cheap to share: `run` takes `&self` and concurrent runs are
 /// independent (each has its own state directory and cgroup).
 #[derive(Debug)]
@@ -49,6 +63,7 @@ pub struct Executor {
     /// Why there is no hierarchy although one was wanted.
     cgroup_unavailable: Option<String>,
     overlay_index_off: bool,
+    runtime: Runtime,
     next_run: AtomicU64,
 }
 
@@ -93,8 +108,32 @@ impl Executor {
             hierarchy,
             cgroup_unavailable,
             overlay_index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
+            runtime: Runtime::Native,
             next_run: AtomicU64::new(0),
         })
+    }
+
+    /// Uses another runtime for every run. An OCI runtime keeps its state under
+    /// `state_dir/oci` and needs the host's default cgroup hierarchy ([`CgroupDriver::Auto`]),
+    /// since it places containers relative to its own cgroup.
+    pub fn with_runtime(mut self, runtime: Runtime) -> Result<Executor, ExecutorError> {
+        if let Runtime::Oci { binary } = &runtime {
+            if !binary.is_file() {
+                return Err(ExecutorError::invalid(format!(
+                    "OCI runtime {} is not a file",
+                    binary.display()
+                )));
+            }
+            let root = self.oci_root();
+            std::fs::create_dir_all(&root)
+                .map_err(|e| ExecutorError::io(format!("creating {}", root.display()), e))?;
+        }
+        self.runtime = runtime;
+        Ok(self)
+    }
+
+    fn oci_root(&self) -> PathBuf {
+        self.config.state_dir.join("oci")
     }
 
     /// The cgroup version runs use: `Some(1)`, `Some(2)`, or `None` without cgroups.
@@ -143,43 +182,82 @@ impl Executor {
             cgroup: None,
             run_dir: Some(run_dir),
             upper: upper.clone(),
+            host_mount: None,
+            oci: None,
             finished: false,
         };
-
         guard.cgroup = self.create_cgroup(&id, &spec, &mut warnings)?.map(Arc::new);
-        let run_dir = guard.run_dir.as_ref().expect("set above");
-        let request = InitRequest {
-            rootfs_dir: run_dir.rootfs(),
-            hosts_file: etc.hosts,
-            resolv_file: etc.resolv,
-            hostname_file: etc.hostname,
-            cgroup_fs: match guard.cgroup.as_deref() {
-                None => CgroupFs::None,
-                Some(Cgroup::V2(_)) => CgroupFs::V2,
-                Some(Cgroup::V1(cg)) => CgroupFs::V1(cg.named_dirs()),
-            },
-            overlay_index_off: self.overlay_index_off,
-            spec,
+        let mut session = Session::default();
+
+        let (stdout, stderr, channel) = match &self.runtime {
+            Runtime::Native => {
+                let run_dir = guard.run_dir.as_ref().expect("set above");
+                let request = InitRequest {
+                    rootfs_dir: run_dir.rootfs(),
+                    hosts_file: etc.hosts,
+                    resolv_file: etc.resolv,
+                    hostname_file: etc.hostname,
+                    cgroup_fs: match guard.cgroup.as_deref() {
+                        None => CgroupFs::None,
+                        Some(Cgroup::V2(_)) => CgroupFs::V2,
+                        Some(Cgroup::V1(cg)) => CgroupFs::V1(cg.named_dirs()),
+                    },
+                    overlay_index_off: self.overlay_index_off,
+                    spec: spec.clone(),
+                };
+                let (channel, child_end) = std::os::unix::net::UnixStream::pair()
+                    .map_err(|e| ExecutorError::io("creating the control socket", e))?;
+                let mut child = self.spawn_init(child_end)?;
+                let stdout = child.stdout.take().map(OwnedFd::from);
+                let stderr = child.stderr.take().map(OwnedFd::from);
+                let pid = child.id();
+                guard.child = Some(child);
+                if let Some(cg) = &guard.cgroup {
+                    // Before the request is sent: the init blocks reading it, so it cannot
+                    // have forked or unshared its cgroup namespace yet.
+                    cg.add_process(pid)?;
+                }
+                (stdout, stderr, Some(send_request(channel, &request).await?))
+            }
+            Runtime::Oci { binary } => {
+                let run_dir = guard.run_dir.as_ref().expect("set above");
+                guard.host_mount = Some(oci::mount_host_rootfs(run_dir, &spec, self.overlay_index_off)?);
+                let root = self.oci_root();
+                let bundle = oci::Bundle {
+                    binary,
+                    state_root: &root,
+                    run_dir,
+                    id: &id,
+                    etc: &etc,
+                    // Relative to the runtime's own cgroup, which is ours: the container
+                    // lands in a child of the run's cgroup, under its limits.
+                    cgroups_path: guard
+                        .cgroup
+                        .as_ref()
+                        .map(|_| format!("{}/{id}/ctr", self.config.cgroup_parent.trim_end_matches('/'))),
+                };
+                let (mut cmd, stubs) = oci::prepare(&spec, &bundle)?;
+                session.stubs = stubs;
+                guard.oci = Some(oci::OciContainer { binary: binary.clone(), root, id: id.clone() });
+                let mut child = cmd
+                    .spawn()
+                    .map_err(|e| ExecutorError::io(format!("spawning {}", binary.display()), e))?;
+                let stdout = child.stdout.take().map(OwnedFd::from);
+                let stderr = child.stderr.take().map(OwnedFd::from);
+                guard.child = Some(child);
+                (stdout, stderr, None)
+            }
         };
 
-        let (channel, child_end) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| ExecutorError::io("creating the control socket", e))?;
-        let mut child = self.spawn_init(child_end)?;
-        let stdout = child.stdout.take().map(OwnedFd::from);
-        let stderr = child.stderr.take().map(OwnedFd::from);
-        let pid = child.id();
-        guard.child = Some(child);
-        if let Some(cg) = &guard.cgroup {
-            // Before the request is sent: the init blocks reading it, so it cannot have
-            // forked or unshared its cgroup namespace yet.
-            cg.add_process(pid)?;
-        }
-        let channel = send_request(channel, &request).await?;
-
-        let mut session = Session::default();
-        let drive =
-            session.drive(&mut guard, stdout, stderr, channel, &output, &cancel, request.spec.limits.timeout);
-        drive.await?;
+        session.drive(&mut guard, stdout, stderr, channel, &output, &cancel, spec.limits.timeout).await?;
+        let oci_exit = match &self.runtime {
+            Runtime::Native => None,
+            Runtime::Oci { .. } => {
+                let run_dir = guard.run_dir.as_ref().expect("set above");
+                let status = guard.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                Some(oci::interpret(run_dir, status, &spec))
+            }
+        };
 
         let stats = match &guard.cgroup {
             Some(cg) => cg.stats().unwrap_or_else(|e| {
@@ -194,12 +272,17 @@ impl Executor {
         if session.cancelled {
             return Err(ExecutorError::Cancelled);
         }
+        match oci_exit {
+            Some(Ok(exit)) => session.exit = Some(exit),
+            // A runtime killed by the timeout cannot report anything sensible.
+            Some(Err(_)) if session.timed_out => {}
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
         if let Some((stage, message)) = session.failure {
             return Err(match stage {
-                FailStage::User => ExecutorError::User { user: request.spec.user.clone(), reason: message },
-                FailStage::Exec => {
-                    ExecutorError::Exec { command: request.spec.args[0].clone(), reason: message }
-                }
+                FailStage::User => ExecutorError::User { user: spec.user.clone(), reason: message },
+                FailStage::Exec => ExecutorError::Exec { command: spec.args[0].clone(), reason: message },
                 FailStage::Setup(stage) => ExecutorError::Setup { stage, reason: message },
             });
         }
@@ -330,7 +413,7 @@ impl Session {
         guard: &mut RunGuard,
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
-        channel: UnixStream,
+        channel: Option<UnixStream>,
         output: &UnboundedSender<OutputChunk>,
         cancel: &CancellationToken,
         timeout: Option<Duration>,
@@ -342,7 +425,7 @@ impl Session {
         let receiver = |fd: Option<OwnedFd>| fd.map(pipe::Receiver::from_owned_fd).transpose();
         let mut out = receiver(stdout).map_err(io_err("reading stdout"))?;
         let mut err = receiver(stderr).map_err(io_err("reading stderr"))?;
-        let mut status = Some(channel);
+        let mut status = channel;
         let child = guard.child.as_mut().expect("spawned");
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_child(child),
@@ -427,6 +510,10 @@ struct RunGuard {
     cgroup: Option<Arc<Cgroup>>,
     run_dir: Option<RunDir>,
     upper: PathBuf,
+    /// The rootfs mounted on the host (OCI runtime backend).
+    host_mount: Option<PathBuf>,
+    /// The container registered with the OCI runtime.
+    oci: Option<oci::OciContainer>,
     finished: bool,
 }
 
@@ -444,11 +531,8 @@ impl RunGuard {
 
     async fn finish(&mut self, stubs: &[String], warnings: &mut Vec<String>) {
         self.finished = true;
-        let cgroup = self.cgroup.take();
-        let run_dir = self.run_dir.take();
-        let upper = self.upper.clone();
-        let stubs = stubs.to_vec();
-        let cleanup = tokio::task::spawn_blocking(move || cleanup(cgroup, run_dir, &upper, &stubs));
+        let left = self.leftovers(stubs.to_vec());
+        let cleanup = tokio::task::spawn_blocking(move || left.clean());
         match cleanup.await {
             Ok(w) => warnings.extend(w),
             Err(e) => warnings.push(format!("sandbox cleanup failed: {e}")),
@@ -456,36 +540,65 @@ impl RunGuard {
     }
 }
 
-/// Removes the cgroup (once its tasks are gone), the empty mount stubs and the run
-/// directory; returns warnings for what could not be removed.
-fn cleanup(
+/// What a run leaves on the host until cleanup.
+struct Leftovers {
+    oci: Option<oci::OciContainer>,
+    host_mount: Option<PathBuf>,
     cgroup: Option<Arc<Cgroup>>,
     run_dir: Option<RunDir>,
-    upper: &Path,
-    stubs: &[String],
-) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if let Some(cg) = cgroup {
-        // Normally empty: pid 1's exit killed the namespace. Anything left is killed.
-        if cg.procs().map(|p| !p.is_empty()).unwrap_or(false) {
-            let _ = cg.kill_all();
+    upper: PathBuf,
+    stubs: Vec<String>,
+}
+
+impl RunGuard {
+    fn leftovers(&mut self, stubs: Vec<String>) -> Leftovers {
+        Leftovers {
+            oci: self.oci.take(),
+            host_mount: self.host_mount.take(),
+            cgroup: self.cgroup.take(),
+            run_dir: self.run_dir.take(),
+            upper: self.upper.clone(),
+            stubs,
         }
-        if let Err(e) = cg.remove() {
-            warnings.push(format!("could not remove the run's cgroup: {e}"));
+    }
+}
+
+impl Leftovers {
+    /// Deletes the runtime's container, unmounts a host-mounted rootfs, removes the cgroup
+    /// (once its tasks are gone), the empty mount stubs and the run directory; returns
+    /// warnings for what could not be removed.
+    fn clean(self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(container) = &self.oci {
+            container.delete();
         }
+        if let Some(mount) = &self.host_mount
+            && let Err(e) = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH)
+        {
+            warnings.push(format!("could not unmount the rootfs at {}: {e}", mount.display()));
+        }
+        if let Some(cg) = &self.cgroup {
+            // Normally empty: pid 1's exit killed the namespace. Anything left is killed.
+            if cg.procs().map(|p| !p.is_empty()).unwrap_or(false) {
+                let _ = cg.kill_all();
+            }
+            if let Err(e) = cg.remove() {
+                warnings.push(format!("could not remove the run's cgroup: {e}"));
+            }
+        }
+        if !self.stubs.is_empty()
+            && let Err(e) = remove_empty_stubs(&self.upper, &self.stubs)
+        {
+            warnings.push(format!("could not remove mount stubs from {}: {e}", self.upper.display()));
+        }
+        if let Some(dir) = &self.run_dir {
+            dir.remove();
+        }
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        warnings
     }
-    if !stubs.is_empty()
-        && let Err(e) = remove_empty_stubs(upper, stubs)
-    {
-        warnings.push(format!("could not remove mount stubs from {}: {e}", upper.display()));
-    }
-    if let Some(dir) = run_dir {
-        dir.remove();
-    }
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    warnings
 }
 
 impl Drop for RunGuard {
@@ -495,15 +608,13 @@ impl Drop for RunGuard {
         }
         self.kill_tree();
         let mut child = self.child.take();
-        let cgroup = self.cgroup.take();
-        let run_dir = self.run_dir.take();
-        let upper = self.upper.clone();
         // Stubs are unknown here (the report may not have been read), so none are removed.
+        let left = self.leftovers(Vec::new());
         let spawned = std::thread::Builder::new().name("rbuild-sandbox-cleanup".into()).spawn(move || {
             if let Some(child) = child.as_mut() {
                 let _ = child.wait();
             }
-            cleanup(cgroup, run_dir, &upper, &[]);
+            left.clean();
         });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start the sandbox cleanup thread");

@@ -29,6 +29,7 @@ mod error;
 mod etc_files;
 mod executor;
 mod init;
+mod oci;
 mod protocol;
 mod run_dir;
 mod seccomp;
@@ -39,7 +40,7 @@ mod validate;
 
 pub use cgroups::{CgroupDriver, CgroupError};
 pub use error::ExecutorError;
-pub use executor::{Executor, ExecutorConfig};
+pub use executor::{Executor, ExecutorConfig, Runtime};
 pub use init::{INIT_ARG, sandbox_init_main};
 pub use spec::{
     DEFAULT_CPU_PERIOD_US, DEFAULT_HOSTNAME, ExitStatus, Limits, Mount, MountKind, Network, Outcome,

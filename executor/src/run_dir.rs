@@ -30,12 +30,28 @@ impl RunDir {
         Ok(run)
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
     }
 
+    /// The OCI bundle's `config.json` (OCI runtime backend only).
+    pub(crate) fn config_json(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    /// The OCI runtime's log (OCI runtime backend only).
+    pub(crate) fn runtime_log(&self) -> PathBuf {
+        self.dir.join("runtime.log")
+    }
+
     /// Best-effort removal.
     pub(crate) fn remove(&self) {
+        let _ = std::fs::remove_file(self.config_json());
+        let _ = std::fs::remove_file(self.runtime_log());
         let _ = std::fs::remove_dir(self.rootfs());
         let _ = std::fs::remove_dir(&self.dir);
     }

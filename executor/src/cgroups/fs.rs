@@ -64,6 +64,15 @@ pub(crate) fn read_pids(path: &Path) -> Result<Vec<u32>, CgroupError> {
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| parse_u64(path, l).map(|p| p as u32)).collect()
 }
 
+/// Process ids in a cgroup and every cgroup below it.
+pub(crate) fn read_pids_recursive(dir: &Path) -> Result<Vec<u32>, CgroupError> {
+    let mut pids = read_pids(&dir.join("cgroup.procs"))?;
+    for child in child_dirs(dir) {
+        pids.extend(read_pids_recursive(&child)?);
+    }
+    Ok(pids)
+}
+
 pub(crate) fn create_dir_all(path: &Path) -> Result<(), CgroupError> {
     std::fs::create_dir_all(path).map_err(|source| CgroupError::io("create", path, source))
 }

@@ -50,6 +50,41 @@ pub(crate) fn open_path(root: BorrowedFd<'_>, path: &str) -> io::Result<OwnedFd>
     )?)
 }
 
+/// Reads a small regular file inside the root; `None` when it does not exist. Refuses
+/// FIFOs and devices (a hostile image could make a read block forever) and reads at most
+/// `limit` bytes.
+pub(crate) fn read_file(root: BorrowedFd<'_>, path: &str, limit: u64) -> io::Result<Option<String>> {
+    use std::io::Read;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rfs::openat2(root, path, flags, Mode::empty(), resolve_flags()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode) != FileType::RegularFile {
+        return Err(io::Error::other(format!("{path} is not a regular file")));
+    }
+    let mut text = String::new();
+    std::fs::File::from(fd).take(limit).read_to_string(&mut text)?;
+    Ok(Some(text))
+}
+
+/// Paths on the way to `dest` that do not exist yet (the first missing component and
+/// everything below it): what a runtime will create as mount points.
+pub(crate) fn missing_prefixes(root: BorrowedFd<'_>, dest: &str) -> Vec<String> {
+    let parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let mut out = Vec::new();
+    for i in 1..=parts.len() {
+        let prefix = format!("/{}", parts[..i].join("/"));
+        if !out.is_empty()
+            || matches!(open_path(root, &prefix), Err(e) if e.raw_os_error() == Some(libc::ENOENT))
+        {
+            out.push(prefix);
+        }
+    }
+    out
+}
+
 /// Result of [`ensure`].
 pub(crate) struct Ensured {
     /// `O_PATH` fd of the final object (never a symlink).

@@ -13,7 +13,7 @@
 //! The init is a fresh `execve` of a single-threaded program, so `fork`, `unshare` and
 //! mount calls are safe without the caveats of a multi-threaded parent.
 
-mod apply;
+pub(crate) mod apply;
 mod command;
 pub(crate) mod in_root;
 mod net;

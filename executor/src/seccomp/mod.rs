@@ -19,11 +19,11 @@ use seccompiler::{
 };
 
 /// Namespace flags of `clone(2)` that need CAP_SYS_ADMIN (Docker's mask 0x7E020000).
-const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+pub(crate) const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 /// `AF_VSOCK`, refused by Docker's profile for `socket(2)`.
-const AF_VSOCK: u64 = 40;
+pub(crate) const AF_VSOCK: u64 = 40;
 /// `personality(2)` values Docker allows: PER_LINUX, PER_LINUX32, UNAME26 variants, query.
-const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+pub(crate) const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
 /// Why the profile could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,11 @@ fn err(e: impl std::fmt::Display) -> SeccompError {
 
 fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> Result<SeccompRule, SeccompError> {
     SeccompRule::new(vec![SeccompCondition::new(arg, len, op, value).map_err(err)?]).map_err(err)
+}
+
+/// Names of the syscalls allowed without conditions on this architecture.
+pub(crate) fn allowed_names() -> impl Iterator<Item = &'static str> {
+    table::ALLOW.iter().map(|(name, _)| *name)
 }
 
 /// The compiled filters, in installation order.

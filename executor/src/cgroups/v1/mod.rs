@@ -148,7 +148,8 @@ impl Manager for Cgroup {
     fn procs(&self) -> Result<Vec<u32>, CgroupError> {
         let mut all = Vec::new();
         for dir in self.unique_dirs() {
-            for pid in fs::read_pids(&dir.join("cgroup.procs"))? {
+            // Recursive: an OCI runtime puts the container in a child cgroup.
+            for pid in fs::read_pids_recursive(dir)? {
                 if !all.contains(&pid) {
                     all.push(pid);
                 }
@@ -162,7 +163,7 @@ impl Manager for Cgroup {
         // the freezer, repeated passes catch the children forked meanwhile.
         if let Some(dir) = self.dir(Controller::Freezer) {
             freezer::freeze(dir)?;
-            let pids = fs::read_pids(&dir.join("cgroup.procs"))?;
+            let pids = fs::read_pids_recursive(dir)?;
             kill_pids(&pids);
             freezer::thaw(dir)?;
         }

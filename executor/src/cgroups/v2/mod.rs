@@ -146,7 +146,7 @@ impl Manager for Cgroup {
     }
 
     fn procs(&self) -> Result<Vec<u32>, CgroupError> {
-        fs::read_pids(&self.dir.join("cgroup.procs"))
+        fs::read_pids_recursive(&self.dir)
     }
 
     fn kill_all(&self) -> Result<(), CgroupError> {
