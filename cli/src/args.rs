@@ -31,6 +31,28 @@ pub enum Command {
     /// List images in the local store.
     #[command(after_help = "Examples:\n  rbuild images\n  rbuild --root /tmp/store images")]
     Images,
+    /// Show the disk space the store uses.
+    #[command(after_help = "Examples:\n  rbuild du\n  rbuild du --verbose")]
+    Du {
+        /// List every cache record with its size and last use.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Remove build cache that tagged images do not need.
+    #[command(
+        after_help = "Examples:\n  rbuild prune\n  rbuild prune --all\n  rbuild prune --filter until=24h\n  rbuild prune --keep-storage 10GB"
+    )]
+    Prune {
+        /// Remove all cache records, not only unused ones (tagged images are always kept).
+        #[arg(short, long)]
+        all: bool,
+        /// Only remove records not used for this long: `until=24h`.
+        #[arg(long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
+        /// Keep at most this much cache, removing the least recently used first (`10GB`).
+        #[arg(long, value_name = "SIZE")]
+        keep_storage: Option<String>,
+    },
     /// Inspect internals: the parsed Dockerfile or the build graph.
     #[command(subcommand)]
     Debug(DebugCommand),

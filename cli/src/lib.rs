@@ -9,6 +9,7 @@ mod args;
 mod output_spec;
 mod progress;
 mod resolve;
+mod store_cmds;
 
 use anyhow::Result;
 use args::{BuildArgs, Cli, Command, DebugCommand, IrFormat, ProgressMode};
@@ -45,6 +46,13 @@ pub fn main() -> ExitCode {
     let root = resolve::store_root(cli.root.clone());
     match runtime.block_on(run(cli.command, root)) {
         Ok(code) => code,
+        // `rbuild du | head` closing the pipe early is not an error worth a message.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             report(&e);
             ExitCode::from(exit_code_of(&e))
@@ -136,6 +144,24 @@ async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
                 let id = image.id.as_ref().map_or("-".to_string(), |d| d.short().to_string());
                 writeln!(out, "{:<50} {:<14} {:>10}", image.name, id, progress::human_bytes(image.size))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Du { verbose } => {
+            let engine = open_engine(root)?;
+            store_cmds::du(engine.store(), verbose)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prune { all, filters, keep_storage } => {
+            for f in &filters {
+                if !f.starts_with("until=") {
+                    return Err(UsageError(format!(
+                        "unsupported --filter {f:?} (supported: until=DURATION)"
+                    ))
+                    .into());
+                }
+            }
+            let engine = open_engine(root)?;
+            store_cmds::prune(engine.store(), all, &filters, keep_storage.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug(DebugCommand::Ir { format, build }) => {
