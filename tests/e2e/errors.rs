@@ -100,7 +100,7 @@ fn bad_input_fails_with_a_clear_cause_and_tags_nothing() {
     let base = &lab.base;
     let port = dead_port();
     let missing_image = lab.registry.image("lab/does-not-exist:latest");
-    let cases = vec![
+    let cases = [
         case("missing Dockerfile", None, &["Dockerfile"]),
         case("syntax error", Some(format!("FROM {base}\nENV A=1\nFROM\n")), &["FROM"])
             .stderr_has(&["Dockerfile:3"]),

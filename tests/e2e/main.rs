@@ -6,5 +6,6 @@ mod harness;
 
 mod build_basic;
 mod cache;
+mod conformance_builds;
 mod errors;
 mod outputs;

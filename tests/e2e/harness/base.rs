@@ -156,8 +156,8 @@ pub fn busybox_rootfs(root: &Path) {
     set_mode(&root.join("root"), 0o700);
     std::fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy /bin/busybox (busybox-static)");
     set_mode(&root.join("bin/busybox"), 0o755);
-    // The applet links: the same layout as `busybox --install -s` in the upstream image.
-    Cmd::tool("chroot").arg(root).args(["/bin/busybox", "--install", "-s"]).expect_ok();
+    // The applet links all in /bin, as in the upstream busybox image (scenarios name `/bin/awk`).
+    Cmd::tool("chroot").arg(root).args(["/bin/busybox", "--install", "-s", "/bin"]).expect_ok();
     for (path, text, mode) in [
         ("etc/passwd", PASSWD, 0o644),
         ("etc/group", GROUP, 0o644),

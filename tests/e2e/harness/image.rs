@@ -10,8 +10,6 @@ use std::path::Path;
 /// One entry of a tar stream.
 #[derive(Clone, Debug)]
 pub struct Entry {
-    /// Path without a leading `./` or `/` and without a trailing `/`.
-    pub path: String,
     /// `'-'` file, `'d'` directory, `'l'` symlink, `'h'` hard link, `'?'` anything else.
     pub kind: char,
     /// Numeric owner.
@@ -59,9 +57,8 @@ pub fn entries(bytes: &[u8]) -> BTreeMap<String, Entry> {
             e.read_to_end(&mut content).expect("tar entry data");
         }
         out.insert(
-            path.clone(),
+            path,
             Entry {
-                path,
                 kind,
                 uid: h.uid().unwrap_or(u64::MAX),
                 gid: h.gid().unwrap_or(u64::MAX),

@@ -12,7 +12,6 @@ pub use image::Image;
 pub use rbuild::{Cmd, Outcome, Rbuild};
 pub use registry::Registry;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Returns from the test, with a printed reason, when the host cannot run the end-to-end tests
@@ -57,12 +56,6 @@ pub fn write(path: &Path, content: &str) {
         std::fs::create_dir_all(parent).expect("create parent dirs");
     }
     std::fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-/// Sets permission bits.
-pub fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 /// A temporary folder for outputs.

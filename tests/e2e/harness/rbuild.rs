@@ -103,10 +103,9 @@ impl Cmd {
         self
     }
 
-    /// Sets an environment variable (replacing an earlier setting of the same name).
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
-        self.env.retain(|(k, _)| k != key.as_ref());
-        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+    /// Kills the command after `limit` instead of the default.
+    pub fn timeout(mut self, limit: Duration) -> Cmd {
+        self.timeout = limit;
         self
     }
 
@@ -201,9 +200,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The text that explains a failure: the last non-empty lines of stderr, joined.
+    /// The error report of a failure: stderr from its first line that starts with `error`
+    /// (progress lines before it may quote the Dockerfile and must not count as the message).
     pub fn error_text(&self) -> String {
-        self.stderr.clone()
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        match lines.iter().position(|l| l.to_ascii_lowercase().starts_with("error")) {
+            Some(i) => lines[i..].join("\n"),
+            None => String::new(),
+        }
     }
 
     /// The progress events of a `--progress rawjson` run (the JSON lines of stderr).
@@ -214,20 +218,13 @@ impl Outcome {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
-
-    /// The image ID printed by a `-q` build (`sha256:...`).
-    pub fn image_id(&self) -> String {
-        let id = self.stdout.trim().to_string();
-        assert!(id.starts_with("sha256:"), "no image id on stdout:\n{self}");
-        id
-    }
 }
 
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "$ {}", self.cmdline)?;
         match (self.code, self.timed_out) {
-            (_, true) => writeln!(f, "(killed after {TIMEOUT:?})")?,
+            (_, true) => writeln!(f, "(killed: timeout)")?,
             (Some(c), _) => writeln!(f, "exit code {c}")?,
             (None, _) => writeln!(f, "no exit code")?,
         }

@@ -28,20 +28,10 @@ r=$!
 wait "$r"
 "#;
 
-/// Basic-auth account of an auth registry.
-#[derive(Clone, Debug)]
-pub struct Account {
-    /// User name.
-    pub user: String,
-    /// Password.
-    pub password: String,
-}
-
 /// A running registry; stopped (and its storage removed) on drop.
 pub struct Registry {
     port: u16,
     dir: PathBuf,
-    account: Option<Account>,
     stop: Option<mpsc::Sender<()>>,
     keeper: Option<JoinHandle<()>>,
 }
@@ -54,21 +44,22 @@ impl Registry {
 
     /// Starts a registry that requires basic auth with `user`/`password`.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some(Account { user: user.into(), password: password.into() }))
+        Registry::start_with(Some((user, password)))
     }
 
-    fn start_with(account: Option<Account>) -> Registry {
+    fn start_with(account: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("rbuild-e2e-registry-")
             .tempdir()
             .expect("temp dir for the registry")
             .keep();
         std::fs::create_dir_all(dir.join("storage")).expect("registry storage dir");
-        if let Some(acct) = &account {
-            let hash = bcrypt::hash_with_result(&acct.password, 4)
+        if let Some((user, password)) = account {
+            // Cost 4 keeps the registry's check fast; distribution accepts any bcrypt cost.
+            let hash = bcrypt::hash_with_result(password, 4)
                 .expect("bcrypt hash")
                 .format_for_version(bcrypt::Version::TwoA);
-            std::fs::write(dir.join("htpasswd"), format!("{}:{hash}\n", acct.user)).expect("htpasswd");
+            std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).expect("htpasswd");
         }
         let (ready_tx, ready_rx) = mpsc::channel::<Result<u16, String>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -98,7 +89,7 @@ impl Registry {
             Ok(Err(e)) => panic!("docker-registry did not start: {e}"),
             Err(_) => panic!("registry keeper thread died"),
         };
-        Registry { port, dir, account, stop: Some(stop_tx), keeper: Some(keeper) }
+        Registry { port, dir, stop: Some(stop_tx), keeper: Some(keeper) }
     }
 
     /// `127.0.0.1:PORT`.
@@ -109,11 +100,6 @@ impl Registry {
     /// `127.0.0.1:PORT/<repo_and_tag>`.
     pub fn image(&self, repo_and_tag: &str) -> String {
         format!("{}/{repo_and_tag}", self.host())
-    }
-
-    /// The account, for an auth registry.
-    pub fn account(&self) -> Option<&Account> {
-        self.account.as_ref()
     }
 
     /// The registry's access log so far (one line per request, `"HEAD /v2/... HTTP/1.1" 200`).
