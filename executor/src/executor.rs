@@ -184,6 +184,7 @@ impl Executor {
             upper: upper.clone(),
             host_mount: None,
             oci: None,
+            cgroup_parent: self.config.cgroup_parent.clone(),
             finished: false,
         };
         guard.cgroup = self.create_cgroup(&id, &spec, &mut warnings)?.map(Arc::new);
@@ -250,6 +251,7 @@ impl Executor {
         };
 
         session.drive(&mut guard, stdout, stderr, channel, &output, &cancel, spec.limits.timeout).await?;
+        let oci_used = matches!(self.runtime, Runtime::Oci { .. });
         let oci_exit = match &self.runtime {
             Runtime::Native => None,
             Runtime::Oci { .. } => {
@@ -286,11 +288,16 @@ impl Executor {
                 FailStage::Setup(stage) => ExecutorError::Setup { stage, reason: message },
             });
         }
-        let oom_killed = stats.oom_kills.map(|n| n > 0).unwrap_or_else(|| {
-            // Kernels before 4.13 do not count OOM kills: a SIGKILL after hitting the limit.
-            session.exit == Some(ExitStatus::Signal(libc::SIGKILL))
-                && stats.memory_limit_hits.unwrap_or(0) > 0
-        });
+        // A SIGKILL after hitting the limit: how OOM kills are recognised where they are not
+        // counted (kernels before 4.13; with an OCI runtime on v1, where the kill is counted
+        // in the runtime's child cgroup, already gone).
+        let reached_limit = stats.memory_limit_hits.unwrap_or(0) > 0
+            || spec.limits.memory_bytes.is_some_and(|limit| stats.peak_memory_bytes.unwrap_or(0) >= limit);
+        let killed_at_limit = session.exit == Some(ExitStatus::Signal(libc::SIGKILL)) && reached_limit;
+        let oom_killed = match stats.oom_kills {
+            Some(n) => n > 0 || (oci_used && killed_at_limit),
+            None => killed_at_limit,
+        };
         let exit = match session.exit {
             Some(exit) => exit,
             // Pid 1 itself died (OOM killer, timeout): the command went with it.
@@ -514,6 +521,7 @@ struct RunGuard {
     host_mount: Option<PathBuf>,
     /// The container registered with the OCI runtime.
     oci: Option<oci::OciContainer>,
+    cgroup_parent: String,
     finished: bool,
 }
 
@@ -543,6 +551,9 @@ impl RunGuard {
 /// What a run leaves on the host until cleanup.
 struct Leftovers {
     oci: Option<oci::OciContainer>,
+    /// `(cgroup parent, run id)` whose directories an OCI runtime may have created in
+    /// every hierarchy.
+    oci_cgroup: Option<(String, String)>,
     host_mount: Option<PathBuf>,
     cgroup: Option<Arc<Cgroup>>,
     run_dir: Option<RunDir>,
@@ -553,6 +564,7 @@ struct Leftovers {
 impl RunGuard {
     fn leftovers(&mut self, stubs: Vec<String>) -> Leftovers {
         Leftovers {
+            oci_cgroup: self.oci.as_ref().map(|c| (self.cgroup_parent.clone(), c.id.clone())),
             oci: self.oci.take(),
             host_mount: self.host_mount.take(),
             cgroup: self.cgroup.take(),
@@ -585,6 +597,11 @@ impl Leftovers {
             if let Err(e) = cg.remove() {
                 warnings.push(format!("could not remove the run's cgroup: {e}"));
             }
+        }
+        if let Some((parent, id)) = &self.oci_cgroup
+            && let Err(e) = crate::cgroups::remove_everywhere(parent, id)
+        {
+            warnings.push(format!("could not remove the runtime's cgroups: {e}"));
         }
         if !self.stubs.is_empty()
             && let Err(e) = remove_empty_stubs(&self.upper, &self.stubs)

@@ -225,6 +225,35 @@ impl Manager for Cgroup {
     }
 }
 
+/// `parent/name` in every mounted cgroup hierarchy, including those rbuild does not
+/// manage (an OCI runtime creates its cgroup path in all of them).
+pub(crate) fn dirs_in_every_hierarchy(parent: &str, name: &str) -> Vec<PathBuf> {
+    let (Ok(mountinfo), Ok(own)) =
+        (std::fs::read_to_string("/proc/self/mountinfo"), std::fs::read_to_string("/proc/self/cgroup"))
+    else {
+        return Vec::new();
+    };
+    let own = parse_proc_cgroup(&own);
+    parse_mountinfo(&mountinfo)
+        .iter()
+        .filter_map(|m| {
+            let base = mountinfo::parent_dir(m, mountinfo::own_path(m, &own)?, parent);
+            Some(join_cgroup_path(&base, parent).ok()?.join(name))
+        })
+        .collect()
+}
+
+/// Removes what an OCI runtime left of a run's cgroup path in hierarchies rbuild does not
+/// manage (directories only; they are empty once the container is gone).
+pub(crate) fn remove_everywhere(parent: &str, name: &str) -> Result<(), CgroupError> {
+    for dir in dirs_in_every_hierarchy(parent, name) {
+        if dir.is_dir() {
+            fs::remove_dir_retrying(&dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// Sends SIGKILL to each pid, ignoring processes that are already gone.
 pub(crate) fn kill_pids(pids: &[u32]) {
     for &pid in pids {

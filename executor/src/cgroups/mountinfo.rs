@@ -12,6 +12,8 @@ pub(crate) struct CgroupMount {
     pub fs_type: String,
     /// v1 controllers bound to this mount (empty for v2 and named hierarchies).
     pub controllers: Vec<String>,
+    /// All super options, including `name=systemd` of named v1 hierarchies.
+    pub options: Vec<String>,
 }
 
 impl CgroupMount {
@@ -94,6 +96,7 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
             mount_point: PathBuf::from(unescape(pre[4])),
             fs_type: fs_type.to_owned(),
             controllers,
+            options: post[2].split(',').map(str::to_owned).collect(),
         });
     }
     out
@@ -113,6 +116,20 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> Vec<OwnCgroup> {
             })
         })
         .collect()
+}
+
+/// Our own path in the hierarchy of `mount`: the `0::` line for v2, else the line whose
+/// controllers (or `name=`) are among the mount's options.
+pub(crate) fn own_path<'a>(mount: &CgroupMount, own: &'a [OwnCgroup]) -> Option<&'a str> {
+    own.iter()
+        .find(|o| {
+            if mount.is_v2() {
+                o.controllers.is_empty()
+            } else {
+                !o.controllers.is_empty() && o.controllers.iter().all(|c| mount.options.contains(c))
+            }
+        })
+        .map(|o| o.path.as_str())
 }
 
 /// The directory under which runs' cgroups go, for a mount and our own path in it.
@@ -154,6 +171,7 @@ mod tests {
             mount_point: "/sys/fs/cgroup/memory".into(),
             fs_type: "cgroup".into(),
             controllers: vec!["memory".into()],
+            options: vec!["rw".into(), "memory".into()],
         };
         let cases = [
             ("/", "/a/b", "rbuild", "/sys/fs/cgroup/memory/a/b"),

@@ -5,9 +5,12 @@
 //! bundle's `rootfs`, the same mounts, capabilities, masked paths and seccomp profile as
 //! the native backend are written to `config.json`, and the container goes into a child
 //! cgroup (`ctr`) of the run's cgroup, so that limits, accounting and OOM detection stay
-//! with rbuild. Weaker than the native backend: an exit code above 128 is reported as a
-//! signal (the runtime cannot tell them apart), and mount stubs are found by looking
-//! before the run rather than reported by the sandbox.
+//! with rbuild. Weaker than the native backend: the command is the container's pid 1
+//! (nothing reaps orphaned zombies, and the command cannot signal itself); an exit code
+//! above 128 is reported as a signal (the runtime cannot tell them apart); on cgroup v1 an
+//! OOM kill is inferred from a SIGKILL at the memory limit (the kernel counts it in the
+//! runtime's child cgroup, which is gone when the run ends); mount stubs are found by
+//! looking before the run rather than reported by the sandbox.
 
 mod config;
 

@@ -104,6 +104,23 @@ impl Sandbox {
         Sandbox { tmp, executor, cgroup_parent }
     }
 
+    /// A sandbox whose runs go through an OCI runtime (runc), or `None` (with a printed
+    /// reason) when none is installed.
+    pub fn with_oci_runtime() -> Option<Sandbox> {
+        let binary = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        let Some(binary) = binary else {
+            eprintln!("skipped: runc is not installed");
+            return None;
+        };
+        let mut sb = Sandbox::new();
+        let config = sb.executor.config().clone();
+        sb.executor = Executor::new(config).unwrap().with_runtime(executor::Runtime::Oci { binary }).unwrap();
+        Some(sb)
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }

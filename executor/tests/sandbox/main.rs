@@ -9,4 +9,5 @@ mod cgroup_v2;
 mod isolation;
 mod limits;
 mod mounts;
+mod oci;
 mod overhead;

@@ -20,7 +20,14 @@ pub(super) fn apply(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
 
 pub(super) fn stats(dir: &Path, stats: &mut CgroupStats) -> Result<(), CgroupError> {
     stats.peak_memory_bytes = fs::read_u64_optional(&dir.join("memory.max_usage_in_bytes"))?;
-    stats.memory_limit_hits = fs::read_u64_optional(&dir.join("memory.failcnt"))?;
+    // With swap accounting the memory+swap counter is charged first, so a hit limit may
+    // show in memsw.failcnt only.
+    let hits = fs::read_u64_optional(&dir.join("memory.failcnt"))?;
+    let memsw_hits = fs::read_u64_optional(&dir.join("memory.memsw.failcnt"))?;
+    stats.memory_limit_hits = match (hits, memsw_hits) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
     // "oom_kill N" appeared in memory.oom_control with Linux 4.13.
     if let Some(map) = fs::read_keyed_optional(&dir.join("memory.oom_control"))? {
         stats.oom_kills = map.get("oom_kill").copied();
