@@ -112,9 +112,18 @@ mod tests {
         assert_eq!(progs.len(), 2);
         assert!(progs[0].len() > 300, "allow-list has {} instructions", progs[0].len());
         let allowed: Vec<&str> = table::ALLOW.iter().map(|(n, _)| *n).collect();
-        for blocked in
-            ["mount", "umount2", "unshare", "setns", "keyctl", "init_module", "bpf", "reboot", "swapon"]
-        {
+        for blocked in [
+            "mount",
+            "umount2",
+            "unshare",
+            "setns",
+            "keyctl",
+            "init_module",
+            "bpf",
+            "reboot",
+            "swapon",
+            "io_uring_setup",
+        ] {
             assert!(!allowed.contains(&blocked), "{blocked} must not be allowed");
         }
         for needed in ["execve", "read", "setuid", "capset", "prctl", "wait4", "chroot"] {

@@ -3,8 +3,9 @@
 //! `ptrace`/`process_vm_*`, allowed on kernels >= 4.8), per architecture.
 //!
 //! Generated from the names in moby's `profiles/seccomp/default.json`, intersected with the
-//! syscall tables of the `seccompiler` crate (Linux 6.12 headers). Names an architecture
-//! does not have (e.g. the `*32` variants) are simply absent.
+//! syscall tables of the `seccompiler` crate (Linux 6.12 headers), without the
+//! `io_uring_*` syscalls, which moby removed from the profile in Docker 25 (moby#46762).
+//! Names an architecture does not have (e.g. the `*32` variants) are simply absent.
 
 /// Numbers of the syscalls that have argument conditions or a special action.
 pub(super) struct Special {
@@ -121,9 +122,6 @@ pub(super) const ALLOW: &[(&str, i64)] = &[
     ("ioprio_set", 251),
     ("io_setup", 206),
     ("io_submit", 209),
-    ("io_uring_enter", 426),
-    ("io_uring_register", 427),
-    ("io_uring_setup", 425),
     ("kill", 62),
     ("landlock_add_rule", 445),
     ("landlock_create_ruleset", 444),
@@ -406,9 +404,6 @@ pub(super) const ALLOW: &[(&str, i64)] = &[
     ("ioprio_set", 30),
     ("io_setup", 0),
     ("io_submit", 2),
-    ("io_uring_enter", 426),
-    ("io_uring_register", 427),
-    ("io_uring_setup", 425),
     ("kill", 129),
     ("landlock_add_rule", 445),
     ("landlock_create_ruleset", 444),
@@ -667,9 +662,6 @@ pub(super) const ALLOW: &[(&str, i64)] = &[
     ("ioprio_set", 30),
     ("io_setup", 0),
     ("io_submit", 2),
-    ("io_uring_enter", 426),
-    ("io_uring_register", 427),
-    ("io_uring_setup", 425),
     ("kill", 129),
     ("landlock_add_rule", 445),
     ("landlock_create_ruleset", 444),
