@@ -15,8 +15,8 @@ struct Case {
     extra_args: Vec<String>,
     /// Each must occur on the first error line of stderr.
     first_line_has: Vec<String>,
-    /// Each must occur somewhere in stderr.
-    stderr_has: Vec<String>,
+    /// Each must occur in the error report (stderr from its first error line on).
+    report_has: Vec<String>,
 }
 
 fn case(name: &'static str, dockerfile: Option<String>, first_line_has: &[&str]) -> Case {
@@ -25,7 +25,7 @@ fn case(name: &'static str, dockerfile: Option<String>, first_line_has: &[&str])
         dockerfile,
         extra_args: Vec::new(),
         first_line_has: first_line_has.iter().map(|s| s.to_string()).collect(),
-        stderr_has: Vec::new(),
+        report_has: Vec::new(),
     }
 }
 
@@ -34,8 +34,8 @@ impl Case {
         self.extra_args.extend(a.iter().map(|s| s.to_string()));
         self
     }
-    fn stderr_has(mut self, s: &[&str]) -> Case {
-        self.stderr_has.extend(s.iter().map(|s| s.to_string()));
+    fn report_has(mut self, s: &[&str]) -> Case {
+        self.report_has.extend(s.iter().map(|s| s.to_string()));
         self
     }
 }
@@ -78,9 +78,10 @@ fn check(rb: &Rbuild, case: &Case) -> Option<String> {
     } else {
         problems.push("no line starting with \"error\" on stderr".into());
     }
-    for want in &case.stderr_has {
-        if !o.stderr.contains(want.as_str()) {
-            problems.push(format!("stderr lacks {want:?}"));
+    let report = o.error_text();
+    for want in &case.report_has {
+        if !report.contains(want.as_str()) {
+            problems.push(format!("error report lacks {want:?}"));
         }
     }
     if o.stderr.contains("panicked at") {
@@ -103,9 +104,9 @@ fn bad_input_fails_with_a_clear_cause_and_tags_nothing() {
     let cases = [
         case("missing Dockerfile", None, &["Dockerfile"]),
         case("syntax error", Some(format!("FROM {base}\nENV A=1\nFROM\n")), &["FROM"])
-            .stderr_has(&["Dockerfile:3"]),
+            .report_has(&["Dockerfile:3"]),
         case("unknown instruction", Some(format!("FROM {base}\nFOO bar\n")), &["FOO"])
-            .stderr_has(&["Dockerfile:2"]),
+            .report_has(&["Dockerfile:2"]),
         case("unknown target stage", Some(format!("FROM {base} AS build\nRUN true\n")), &["nosuchstage"])
             .args(&["--target", "nosuchstage"]),
         case("missing COPY source", Some(format!("FROM {base}\nCOPY nothere.txt /\n")), &["nothere.txt"]),
@@ -114,7 +115,7 @@ fn bad_input_fails_with_a_clear_cause_and_tags_nothing() {
             Some(format!("FROM {base}\nRUN echo first-words && echo last-words >&2 && exit 7\n")),
             &["exit 7", "exit code: 7"],
         )
-        .stderr_has(&["last-words"]),
+        .report_has(&["last-words"]),
         case(
             "unreachable registry",
             Some(format!("FROM 127.0.0.1:{port}/lab/busybox:latest\n")),
@@ -164,12 +165,14 @@ fn wrong_credentials_fail_and_right_ones_work() {
 
     let anonymous = Rbuild::new();
     let o = anonymous.build(ctx.path()).args(["-t", FAILED_TAG]).expect_fail();
+    eprintln!("no credentials:\n{}", o.error_text());
     assert!(o.stderr.to_lowercase().contains("unauthorized") || o.stderr.contains("401"), "{o}");
 
     let wrong = Rbuild::new();
     wrong.login(&auth.host(), "tester", "wrong-password");
     let o = wrong.build(ctx.path()).args(["-t", FAILED_TAG]).expect_fail();
     assert_eq!(o.code, Some(1), "{o}");
+    eprintln!("wrong credentials:\n{}", o.error_text());
     let line = first_error_line(&o);
     assert!(line.contains(&auth.host()), "the error does not name the registry: {line}");
     let lower = o.stderr.to_lowercase();

@@ -6,6 +6,7 @@ mod harness;
 
 mod build_basic;
 mod cache;
+mod cli;
 mod conformance_builds;
 mod errors;
 mod outputs;
