@@ -90,6 +90,16 @@ impl Executor {
                 config.init_program.display()
             )));
         }
+        let mut config = config;
+        let canonical = |p: &Path| {
+            std::fs::canonicalize(p).map_err(|e| ExecutorError::io(format!("resolving {}", p.display()), e))
+        };
+        // Absolute paths: the init is spawned without PATH and mounts on paths built from
+        // the state directory, whatever the working directory is.
+        config.init_program = canonical(&config.init_program)?;
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| ExecutorError::io(format!("creating {}", config.state_dir.display()), e))?;
+        config.state_dir = canonical(&config.state_dir)?;
         let runs_dir = config.state_dir.join("runs");
         let etc_dir = config.state_dir.join("etc");
         for dir in [&runs_dir, &etc_dir] {
@@ -141,7 +151,7 @@ impl Executor {
         self.hierarchy.as_ref().map(|h| if h.is_v2() { 2 } else { 1 })
     }
 
-    /// The configuration this executor was built with.
+    /// The configuration this executor was built with (paths made absolute).
     pub fn config(&self) -> &ExecutorConfig {
         &self.config
     }
