@@ -109,7 +109,11 @@ fn bad_input_fails_with_a_clear_cause_and_tags_nothing() {
             .report_has(&["Dockerfile:2"]),
         case("unknown target stage", Some(format!("FROM {base} AS build\nRUN true\n")), &["nosuchstage"])
             .args(&["--target", "nosuchstage"]),
-        case("missing COPY source", Some(format!("FROM {base}\nCOPY nothere.txt /\n")), &["nothere.txt"]),
+        case(
+            "missing COPY source",
+            Some(format!("FROM {base}\nCOPY nothere.txt /\n")),
+            &["nothere.txt", "not found"],
+        ),
         case(
             "failing RUN",
             Some(format!("FROM {base}\nRUN echo first-words && echo last-words >&2 && exit 7\n")),
@@ -121,7 +125,11 @@ fn bad_input_fails_with_a_clear_cause_and_tags_nothing() {
             Some(format!("FROM 127.0.0.1:{port}/lab/busybox:latest\n")),
             &[&format!("127.0.0.1:{port}")],
         ),
-        case("image not in registry", Some(format!("FROM {missing_image}\n")), &["lab/does-not-exist"]),
+        case(
+            "image not in registry",
+            Some(format!("FROM {missing_image}\n")),
+            &["lab/does-not-exist", "not found"],
+        ),
     ];
     let rb = Rbuild::new();
     let failures: Vec<String> = cases.iter().filter_map(|c| check(&rb, c)).collect();
