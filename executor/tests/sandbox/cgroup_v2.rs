@@ -89,3 +89,26 @@ async fn v2_limits_need_their_controller() {
     }
     assert!(sb.leftover_cgroups().is_empty(), "{:?}", sb.leftover_cgroups());
 }
+
+#[tokio::test]
+async fn without_a_usable_cgroup_runs_warn_or_fail() {
+    require_root!();
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("skipped: no cgroup2 file system is mounted on this host");
+        return;
+    };
+    // A parent below a file cannot be created: runs without limits go ahead with a
+    // warning, runs with limits fail.
+    let sb = Sandbox::with_driver_and_parent(CgroupDriver::V2 { mount_point: mount }, "cgroup.procs/rbuild");
+    let ran = sb.run(sb.spec("true")).await;
+    let outcome = ran.outcome();
+    assert!(outcome.exit.success());
+    assert!(
+        outcome.warnings.iter().any(|w| w.contains("running without a cgroup")),
+        "{:?}",
+        outcome.warnings
+    );
+    let mut spec = sb.spec("true");
+    spec.limits = Limits { pids: Some(10), ..Limits::default() };
+    assert!(matches!(sb.run(spec).await.result, Err(ExecutorError::Cgroup(_))));
+}

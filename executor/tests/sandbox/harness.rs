@@ -88,13 +88,17 @@ impl Sandbox {
     }
 
     pub fn with_driver(driver: CgroupDriver) -> Sandbox {
+        let parent = format!("rbuild-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        Sandbox::with_driver_and_parent(driver, &parent)
+    }
+
+    pub fn with_driver_and_parent(driver: CgroupDriver, cgroup_parent: &str) -> Sandbox {
         let tmp = tempfile::tempdir().unwrap();
         make_busybox_rootfs(&tmp.path().join("lower"));
         for d in ["upper", "work", "state"] {
             std::fs::create_dir(tmp.path().join(d)).unwrap();
         }
-        let cgroup_parent =
-            format!("rbuild-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let cgroup_parent = cgroup_parent.to_owned();
         let config = ExecutorConfig {
             init_program: init_program(),
             state_dir: tmp.path().join("state"),
