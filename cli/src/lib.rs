@@ -70,7 +70,29 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
 /// An error in how rbuild was called (bad flag value), as opposed to a failed build.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct UsageError(String);
+pub(crate) struct UsageError(pub(crate) String);
+
+/// A failed build step together with the Dockerfile text, so the report can show the lines.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+struct StepFailed {
+    error: EngineError,
+    dockerfile: String,
+}
+
+/// `  --> Dockerfile:5` and the step's lines, as rustc shows a location.
+fn write_location(out: &mut dyn Write, location: &solver::ir::SourceLocation, text: &str) {
+    let _ = writeln!(out, "  --> {}:{}", location.file, location.start_line);
+    let lines: Vec<&str> = text.lines().collect();
+    let width = location.end_line.to_string().len();
+    let _ = writeln!(out, "{:>width$} |", "");
+    for n in location.start_line..=location.end_line {
+        if let Some(line) = lines.get(n as usize - 1) {
+            let _ = writeln!(out, "{n:>width$} | {line}");
+        }
+    }
+    let _ = writeln!(out, "{:>width$} |", "");
+}
 
 fn report(e: &anyhow::Error) {
     let mut err = std::io::stderr().lock();
@@ -78,11 +100,22 @@ fn report(e: &anyhow::Error) {
         let _ = write!(err, "{}", error.render(text));
         return;
     }
-    if let Some(EngineError::Solve(solver::SolveError::ProcessFailed { step, tail, .. })) =
-        e.downcast_ref::<EngineError>()
+    if let Some(StepFailed { error: EngineError::Solve(solve), dockerfile }) = e.downcast_ref::<StepFailed>()
     {
-        let _ = writeln!(err, "error: {step}: {e}");
-        if !tail.is_empty() {
+        match solve.step_name() {
+            Some(step) if !step.is_empty() => {
+                let _ = writeln!(err, "error: {step}: {solve}");
+            }
+            _ => {
+                let _ = writeln!(err, "error: {solve}");
+            }
+        }
+        if let Some(location) = solve.location() {
+            write_location(&mut err, location, dockerfile);
+        }
+        if let solver::SolveError::ProcessFailed { tail, .. } = solve
+            && !tail.is_empty()
+        {
             let _ = writeln!(err, "  last output:");
             for line in tail {
                 let _ = writeln!(err, "  | {line}");
@@ -181,7 +214,7 @@ async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
 }
 
 async fn build(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
-    let req = resolve::build_request(&args).map_err(|e| anyhow::Error::new(UsageError(format!("{e:#}"))))?;
+    let req = resolve::build_request(&args)?;
     let engine = open_engine(root)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut renderer = renderer(args.progress, args.quiet);
@@ -201,9 +234,14 @@ async fn build(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
         }
         on_signal.cancel();
     });
+    let dockerfile = req.dockerfile.clone();
     let result = engine.build(req, ProgressSink::new(tx), cancel).await;
     let _ = render.await;
-    let outcome = result?;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(error @ EngineError::Solve(_)) => return Err(StepFailed { error, dockerfile }.into()),
+        Err(e) => return Err(e.into()),
+    };
     if let Some(path) = &args.iidfile {
         std::fs::write(path, outcome.image_id.as_str())?;
     }

@@ -1,6 +1,7 @@
 //! Step two of the CLI: turn validated flags into an `engine::BuildRequest`, reading the
 //! Dockerfile and `.dockerignore`, resolving paths and defaults. No build logic lives here.
 
+use crate::UsageError;
 use crate::args::BuildArgs;
 use crate::output_spec::parse_output;
 use anyhow::{Context, Result, bail};
@@ -9,6 +10,11 @@ use exporter::Output;
 use registry::{Compression, Platform, Reference};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// A usage error (exit code 2): a flag value rbuild cannot accept.
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
 
 /// The store root: `--root`/`RBUILD_ROOT`, else `/var/lib/rbuild` for root and
 /// `$XDG_DATA_HOME/rbuild` (or `~/.local/share/rbuild`) for other users.
@@ -39,7 +45,7 @@ fn key_values(flag: &str, items: &[String], from_env: bool) -> Result<BTreeMap<S
                     out.insert(item.clone(), v);
                 }
             }
-            _ => bail!("invalid {flag} {item:?}: expected KEY=VALUE"),
+            _ => return Err(usage(format!("invalid {flag} {item:?}: expected KEY=VALUE"))),
         }
     }
     Ok(out)
@@ -47,9 +53,37 @@ fn key_values(flag: &str, items: &[String], from_env: bool) -> Result<BTreeMap<S
 
 /// Builds the request from `build` flags.
 pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
+    let tags: Vec<Reference> = args
+        .tags
+        .iter()
+        .map(|t| t.parse::<Reference>().map_err(|e| usage(format!("invalid tag {t:?}: {}", e.reason))))
+        .collect::<Result<_>>()?;
+    let platform = match &args.platform {
+        None => None,
+        Some(p) if p.contains(',') => {
+            return Err(usage(format!("building several platforms at once ({p}) is not supported yet")));
+        }
+        Some(p) => Some(p.parse::<Platform>().map_err(|e| usage(e.to_string()))?),
+    };
+    let mut outputs: Vec<Output> = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o, &tags).map_err(|e| usage(e.to_string())))
+        .collect::<Result<_>>()?;
+    if args.push {
+        if tags.is_empty() {
+            return Err(usage("--push needs a name: give -t registry/repository:tag"));
+        }
+        match outputs.iter_mut().find(|o| matches!(o, Output::Image { .. })) {
+            Some(Output::Image { push, .. }) => *push = true,
+            _ => outputs.push(image_output(&tags, true)),
+        }
+    }
+    let build_args = key_values("--build-arg", &args.build_args, true)?;
+    let labels = key_values("--label", &args.labels, false)?;
     let context = &args.context;
     if context.as_os_str() == "-" {
-        bail!("a context from stdin (-) is not supported yet: give a directory");
+        return Err(usage("a context from stdin (-) is not supported yet: give a directory"));
     }
     let meta = std::fs::metadata(context).with_context(|| {
         format!("unable to prepare context: path {:?} not found", context.display().to_string())
@@ -58,13 +92,14 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         bail!("unable to prepare context: {} is not a directory", context.display());
     }
     let dockerfile_path = match &args.file {
-        Some(f) if f.as_os_str() == "-" => bail!("a Dockerfile from stdin (-f -) is not supported yet"),
+        Some(f) if f.as_os_str() == "-" => {
+            return Err(usage("a Dockerfile from stdin (-f -) is not supported yet"));
+        }
         Some(f) => f.clone(),
         None => context.join("Dockerfile"),
     };
-    let dockerfile = std::fs::read_to_string(&dockerfile_path).with_context(|| {
-        format!("failed to read dockerfile: open {}: no such file or directory", dockerfile_path.display())
-    })?;
+    let dockerfile = std::fs::read_to_string(&dockerfile_path)
+        .with_context(|| format!("failed to read dockerfile {}", dockerfile_path.display()))?;
     let dockerfile_name =
         args.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "Dockerfile".to_string());
     // `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's `.dockerignore`.
@@ -75,30 +110,6 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", ignore_file.display())),
     };
-    let tags: Vec<Reference> = args
-        .tags
-        .iter()
-        .map(|t| t.parse::<Reference>().with_context(|| format!("invalid tag {t:?}")))
-        .collect::<Result<_>>()?;
-    let platform = match &args.platform {
-        None => None,
-        Some(p) if p.contains(',') => bail!("building several platforms at once ({p}) is not supported yet"),
-        Some(p) => Some(p.parse::<Platform>().map_err(anyhow::Error::from)?),
-    };
-    let mut outputs: Vec<Output> = args
-        .outputs
-        .iter()
-        .map(|o| parse_output(o, &tags).map_err(anyhow::Error::from))
-        .collect::<Result<_>>()?;
-    if args.push {
-        if tags.is_empty() {
-            bail!("--push needs a name: give -t registry/repository:tag");
-        }
-        match outputs.iter_mut().find(|o| matches!(o, Output::Image { .. })) {
-            Some(Output::Image { push, .. }) => *push = true,
-            _ => outputs.push(image_output(&tags, true)),
-        }
-    }
     if outputs.is_empty() {
         outputs.push(image_output(&tags, false));
     }
@@ -107,10 +118,10 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         dockerfile_name,
         dockerfile,
         dockerignore,
-        build_args: key_values("--build-arg", &args.build_args, true)?,
+        build_args,
         target: args.target.clone(),
         platform,
-        labels: key_values("--label", &args.labels, false)?,
+        labels,
         no_cache: args.no_cache,
         no_cache_filter: Vec::new(),
         pull: args.pull,

@@ -1,5 +1,6 @@
 //! Errors of a solve.
 
+use crate::ir::{SourceLocation, VertexMeta};
 use std::error::Error as StdError;
 
 /// How a process ended when it did not succeed.
@@ -40,6 +41,8 @@ pub enum SolveError {
         end: ProcessEnd,
         /// The last lines of its output.
         tail: Vec<String>,
+        /// The Dockerfile lines of the step.
+        location: Option<SourceLocation>,
     },
     /// A step failed for another reason.
     #[error("{message}")]
@@ -51,6 +54,8 @@ pub enum SolveError {
         /// The underlying error.
         #[source]
         source: Option<Box<dyn StdError + Send + Sync>>,
+        /// The Dockerfile lines of the step.
+        location: Option<SourceLocation>,
     },
     /// The solve was cancelled (interrupt, or a sibling failed).
     #[error("build cancelled")]
@@ -67,12 +72,42 @@ impl SolveError {
         message: impl Into<String>,
         source: impl StdError + Send + Sync + 'static,
     ) -> SolveError {
-        SolveError::Step { step: step.to_string(), message: message.into(), source: Some(Box::new(source)) }
+        SolveError::Step {
+            step: step.to_string(),
+            message: message.into(),
+            source: Some(Box::new(source)),
+            location: None,
+        }
     }
 
     /// A step error without a source.
     pub fn msg(step: &str, message: impl Into<String>) -> SolveError {
-        SolveError::Step { step: step.to_string(), message: message.into(), source: None }
+        SolveError::Step { step: step.to_string(), message: message.into(), source: None, location: None }
+    }
+
+    /// Attaches the step's name and Dockerfile location when the error does not carry them.
+    pub fn at(mut self, meta: &VertexMeta) -> SolveError {
+        if let SolveError::ProcessFailed { step, location, .. } | SolveError::Step { step, location, .. } =
+            &mut self
+        {
+            if location.is_none() {
+                *location = meta.location.clone();
+            }
+            if step.is_empty() {
+                *step = meta.name.clone();
+            }
+        }
+        self
+    }
+
+    /// Where in the Dockerfile the failing step comes from, when known.
+    pub fn location(&self) -> Option<&SourceLocation> {
+        match self {
+            SolveError::ProcessFailed { location, .. } | SolveError::Step { location, .. } => {
+                location.as_ref()
+            }
+            _ => None,
+        }
     }
 
     /// The display name of the failing step, when known.

@@ -14,6 +14,18 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// One selection of one consumer from one local input: (consumer, input index, selection index).
+type Selection = (VertexId, usize, usize);
+
+/// The innermost message of an error chain (what actually went wrong).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 /// Everything the scheduler needs from the outside world: the cache, and a way to run each
 /// kind of op. The real implementation is [`crate::LocalWorker`]; tests use small fakes.
 pub trait Worker: Send + Sync + 'static {
@@ -118,7 +130,7 @@ impl<W: Worker> Solver<W> {
     ) -> Result<BTreeMap<VertexId, CacheKey>, SolveError> {
         let order = graph.reachable(targets);
         // Every (consumer, input, selection) that reads a local source, checksummed in parallel.
-        let mut jobs: JoinSet<Result<((VertexId, usize, usize), Digest), SolveError>> = JoinSet::new();
+        let mut jobs: JoinSet<Result<(Selection, Digest), SolveError>> = JoinSet::new();
         let mut selections: HashMap<(VertexId, usize), Vec<LocalSelection>> = HashMap::new();
         let mut local_starts: HashMap<VertexId, Instant> = HashMap::new();
         for &v in &order {
@@ -133,12 +145,22 @@ impl<W: Worker> Solver<W> {
                 for (n, sel) in sels.iter().enumerate() {
                     let worker = self.worker.clone();
                     let (local, sel) = (local.clone(), sel.clone());
-                    jobs.spawn_blocking(move || Ok(((v, i, n), worker.checksum_local(&local, &sel)?)));
+                    let meta = graph.vertex(v).meta.clone();
+                    jobs.spawn_blocking(move || match worker.checksum_local(&local, &sel) {
+                        Ok(d) => Ok(((v, i, n), d)),
+                        // The step that selects the files is the one to blame, not the context.
+                        Err(e) => Err(SolveError::Step {
+                            step: meta.name.clone(),
+                            message: format!("failed to compute cache key: {}", root_cause(&e)),
+                            source: Some(Box::new(e)),
+                            location: meta.location.clone(),
+                        }),
+                    });
                 }
                 selections.insert((v, i), sels);
             }
         }
-        let mut checksums: HashMap<(VertexId, usize, usize), Digest> = HashMap::new();
+        let mut checksums: HashMap<Selection, Digest> = HashMap::new();
         while let Some(joined) = jobs.join_next().await {
             let (slot, digest) =
                 joined.map_err(|e| SolveError::Internal(format!("checksum task: {e}")))??;
@@ -270,7 +292,10 @@ impl<W: Worker> Solver<W> {
                             progress.started(&step.id, &step.name);
                         }
                         let stats = step.stats.clone();
-                        let result = worker.execute(step.clone(), vertex.clone(), inputs).await;
+                        let result = worker
+                            .execute(step.clone(), vertex.clone(), inputs)
+                            .await
+                            .map_err(|e| e.at(&vertex.meta));
                         let result = match result {
                             Ok(out) if worker.cacheable(&vertex) => {
                                 let w = worker.clone();

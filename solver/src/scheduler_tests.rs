@@ -57,6 +57,7 @@ impl Worker for FakeWorker {
                         command: cmd,
                         end: crate::ProcessEnd::Code(1),
                         tail: vec![],
+                        location: None,
                     });
                 }
                 format!("{}+{}", inputs.join(","), cmd)

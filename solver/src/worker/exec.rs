@@ -193,6 +193,7 @@ pub async fn run(w: &LocalWorker, step: &Step, exec: &ir::Exec, inputs: &[Ref]) 
             command: command_text(&exec.args),
             end,
             tail,
+            location: None,
         });
     }
     let id = tokio::task::spawn_blocking(move || layer.commit())

@@ -29,7 +29,11 @@ fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 /// Remembers that `chain` (base first) holds the layers with `diff_ids`, so that an image
 /// made of them (a locally built one used in `FROM`, or one pushed and pulled back) reuses
 /// the layer directories instead of unpacking its blobs again.
-pub fn remember_chain(store: &cache::Store, diff_ids: &[Digest], chain: &[LayerId]) -> Result<(), cache::StoreError> {
+pub fn remember_chain(
+    store: &cache::Store,
+    diff_ids: &[Digest],
+    chain: &[LayerId],
+) -> Result<(), cache::StoreError> {
     for (chain_id, layer) in chain_ids(diff_ids).iter().zip(chain) {
         store.meta().put_kv(CHAIN_NAMESPACE, chain_id.as_str(), layer.to_string().as_bytes())?;
     }
