@@ -346,7 +346,7 @@ impl<'a> Lowering<'a> {
             if let Base::Stage(j) = self.stages[i].base {
                 stack.push(j);
             }
-            for inst in &self.df.stages[i].instructions {
+            for inst in &self.stage_instructions(i)? {
                 for dep in self.instruction_deps(inst)? {
                     if let Base::Stage(j) = dep {
                         stack.push(j);
@@ -355,6 +355,30 @@ impl<'a> Lowering<'a> {
             }
         }
         Ok(seen)
+    }
+
+    /// The ONBUILD triggers stage `i` inherits from its base stage or its base image (when
+    /// that is resolved already), followed by its own instructions.
+    fn stage_instructions(&self, i: usize) -> Result<Vec<Instruction>, LowerError> {
+        let span = self.df.stages[i].span;
+        let mut triggers: Vec<String> = match &self.stages[i].base {
+            Base::Stage(j) => self.df.stages[*j]
+                .instructions
+                .iter()
+                .filter_map(|inst| match &inst.command {
+                    Command::Onbuild(ob) => Some(ob.expression.clone()),
+                    _ => None,
+                })
+                .collect(),
+            Base::Image(r) => {
+                let req = ImageRequest { reference: r.clone(), platform: self.stage_platform(i) };
+                self.opts.images.get(&req).and_then(|b| b.config.config.on_build.clone()).unwrap_or_default()
+            }
+            Base::Scratch => Vec::new(),
+        };
+        let mut out = self.parse_triggers(&mut triggers, span)?;
+        out.extend(self.df.stages[i].instructions.iter().cloned());
+        Ok(out)
     }
 
     /// The platform stage `i` builds for.
@@ -373,7 +397,7 @@ impl<'a> Lowering<'a> {
             if let Base::Image(r) = &self.stages[i].base {
                 self.want_image(r.clone(), platform.clone());
             }
-            for inst in &self.df.stages[i].instructions {
+            for inst in &self.stage_instructions(i)? {
                 for dep in self.instruction_deps(inst)? {
                     if let Base::Image(r) = dep {
                         self.want_image(r, platform.clone());

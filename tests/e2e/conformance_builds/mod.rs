@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// Ratchet: the number of cases that pass today. Raise it when more pass; never lower it to
 /// hide a regression.
-const MIN_PASSING_CASES: usize = 59;
+const MIN_PASSING_CASES: usize = 60;
 
 /// Cases built at the same time (the machine has 2 cores; builds are mostly I/O and waiting).
 const PARALLEL_CASES: usize = 2;
