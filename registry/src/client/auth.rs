@@ -10,7 +10,7 @@ use crate::credentials::Credential;
 use crate::error::{AuthFailure, RegistryError, Target, body_snippet};
 use base64::Engine;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One parsed `WWW-Authenticate` challenge.
@@ -182,6 +182,9 @@ pub(crate) struct AuthCache {
     challenges: Mutex<HashMap<String, Challenge>>,
     /// Bearer tokens per (host, scope).
     tokens: Mutex<HashMap<(String, String), Token>>,
+    /// One lock per credential or token being fetched, so that concurrent requests wait for
+    /// one fetch instead of each running the helper or asking the token service.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AuthCache {
@@ -210,6 +213,20 @@ impl AuthCache {
     pub fn store_token(&self, host: &str, scope: &Scope, value: String, lifetime: Duration) {
         let token = Token { value, expires: Instant::now() + lifetime };
         lock(&self.tokens).insert((host.to_string(), scope.cache_key()), token);
+    }
+
+    /// The lock serialising fetches of the credential for `registry`.
+    pub fn credential_flight(&self, registry: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.flight(format!("credential {registry}"))
+    }
+
+    /// The lock serialising fetches of the token for `host` and `scope`.
+    pub fn token_flight(&self, host: &str, scope: &Scope) -> Arc<tokio::sync::Mutex<()>> {
+        self.flight(format!("token {host} {}", scope.cache_key()))
+    }
+
+    fn flight(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.in_flight).entry(key).or_default().clone()
     }
 
     pub fn forget_token(&self, host: &str, scope: &Scope) {

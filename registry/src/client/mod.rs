@@ -148,6 +148,13 @@ impl Client {
         pull::get_manifest(self, reference).await.map(|(raw, _)| raw)
     }
 
+    /// The descriptor (media type, digest, size) of the manifest or index `reference`
+    /// names, from a HEAD request: the cheap way to learn what a tag points to now. Falls
+    /// back to a GET when the registry does not send the digest.
+    pub async fn head_manifest(&self, reference: &Reference) -> Result<Descriptor, RegistryError> {
+        pull::head_manifest(self, reference).await
+    }
+
     /// Streams the blob `desc` of `repo`'s repository into `sink`, verifying size and digest
     /// as the bytes arrive; `progress` gets the number of bytes received so far.
     ///

@@ -124,6 +124,58 @@ async fn fetch_manifest(
     Ok((RawManifest { media_type, bytes, digest }, parsed))
 }
 
+pub(super) async fn head_manifest(
+    client: &Client,
+    reference: &Reference,
+) -> Result<Descriptor, RegistryError> {
+    let endpoints = client.pull_endpoints(&reference.registry)?;
+    let found = first_success(&endpoints, |ep| head_manifest_at(client, ep, reference)).await?;
+    match found {
+        Some(desc) => Ok(desc),
+        // The registry did not say the digest or size: fetch the manifest and compute them.
+        None => {
+            let (raw, _) = get_manifest(client, reference).await?;
+            Ok(Descriptor::for_bytes(raw.media_type, &raw.bytes))
+        }
+    }
+}
+
+async fn head_manifest_at(
+    client: &Client,
+    ep: Endpoint,
+    reference: &Reference,
+) -> Result<Option<Descriptor>, RegistryError> {
+    let object = reference.object();
+    let target = Target {
+        registry: reference.registry.clone(),
+        repository: reference.repository.clone(),
+        object: object.clone(),
+    };
+    let url = ep.url(&format!("{}/manifests/{object}", reference.repository))?;
+    let mut call = Call::new(Method::HEAD, url, Scope::pull(&reference.repository), target.clone());
+    call.headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+    let sent = client.transport.execute(&ep, &call).await?;
+    if sent.response.status() != StatusCode::OK {
+        return Err(sent.unexpected(&target, &call.method).await);
+    }
+    let headers = sent.response.headers();
+    let media_type = header_str(headers, CONTENT_TYPE.as_str())
+        .map(|v| MediaType::from(v.split(';').next().unwrap_or("").trim()))
+        .filter(|m| m.is_manifest() || m.is_index());
+    let digest = header_str(headers, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok());
+    let size =
+        header_str(headers, reqwest::header::CONTENT_LENGTH.as_str()).and_then(|l| l.parse::<u64>().ok());
+    let (Some(media_type), Some(digest), Some(size)) = (media_type, digest, size) else {
+        return Ok(None);
+    };
+    if let Some(pinned) = &reference.digest
+        && *pinned != digest
+    {
+        return Err(target.mismatch(pinned, Some(digest), size, size));
+    }
+    Ok(Some(Descriptor { media_type, digest, size, platform: None, annotations: Default::default() }))
+}
+
 fn declared_media_type(bytes: &[u8]) -> Option<MediaType> {
     #[derive(serde::Deserialize)]
     struct Probe {

@@ -146,6 +146,9 @@ impl Upload<'_> {
             StatusCode::ACCEPTED => self.location(&sent)?,
             _ => return Err(sent.unexpected(self.target, &call.method).await),
         };
+        // The answer holds a concurrency permit: release it before the next request, or
+        // parallel uploads would each wait for a permit the others hold.
+        drop(sent);
         if self.desc.size <= CHUNK_SIZE {
             self.put_whole(location).await?;
         } else {

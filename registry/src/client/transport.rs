@@ -112,7 +112,8 @@ impl Call {
 }
 
 /// A response, holding its registry's concurrency permit until it is dropped (so a streamed
-/// body counts against the limit while it is read).
+/// body counts against the limit while it is read). Drop it before sending the next request
+/// of the same operation: holding one while waiting for another permit can deadlock.
 pub(crate) struct Sent {
     pub response: Response,
     pub attempts: u32,
@@ -242,6 +243,11 @@ impl Transport {
         if let Some(c) = self.auth.cached_credentials(registry) {
             return Ok(c);
         }
+        let flight = self.auth.credential_flight(registry);
+        let _looking_up = flight.lock().await;
+        if let Some(c) = self.auth.cached_credentials(registry) {
+            return Ok(c);
+        }
         let Some(dir) = self.docker_config_dir.clone() else {
             self.auth.store_credentials(registry, None);
             return Ok(None);
@@ -277,6 +283,11 @@ impl Transport {
                 _ => None,
             }),
             Some(Challenge::Bearer { realm, service, .. }) => {
+                if let Some(t) = self.auth.token(&ep.host, scope) {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                let flight = self.auth.token_flight(&ep.host, scope);
+                let _fetching = flight.lock().await;
                 if let Some(t) = self.auth.token(&ep.host, scope) {
                     return Ok(Some(format!("Bearer {t}")));
                 }

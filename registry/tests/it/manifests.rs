@@ -18,6 +18,13 @@ async fn manifest_put_and_get_by_tag_and_digest() {
     assert_eq!(by_tag.digest, digest);
     assert_eq!(by_tag.media_type, MediaType::OciManifest);
 
+    let head = client.head_manifest(&tagged).await.unwrap();
+    assert_eq!(
+        (head.digest.clone(), head.size, head.media_type),
+        (digest.clone(), image.manifest.len() as u64, MediaType::OciManifest)
+    );
+    assert!(client.head_manifest(&reg.reference("lab/app:nope")).await.unwrap_err().is_not_found());
+
     let pinned = tagged.with_digest(digest.clone());
     let by_digest = client.get_manifest(&pinned).await.unwrap();
     assert_eq!(by_digest.bytes, image.manifest);

@@ -317,3 +317,24 @@ async fn login_through_the_token_service() {
     let err = other.verify_login(&lab.registry.addr, USER, "bad").await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { reason: AuthFailure::CredentialsRejected, .. }));
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_one_token_fetch() {
+    require_registry!();
+    require_openssl!();
+    let lab = TokenLab::start(300).await;
+    let cfg = DockerConfig::with_login(&lab.registry.addr, USER, PASSWORD);
+    let client = cfg.client();
+    let repo = lab.registry.reference("team/many:v1");
+    // Learn the challenge first, so that the concurrent pushes all need the same token.
+    assert!(!client.blob_exists(&repo, &registry::Digest::of_bytes(b"x")).await.unwrap());
+    let before = lab.tokens_issued();
+    let blobs: Vec<_> = (0..6)
+        .map(|i| blob_file(registry::MediaType::OciLayerGzip, pseudo_random(20_000, 100 + i)))
+        .collect();
+    let pushes = blobs.iter().map(|b| client.push_blob(&repo, &b.desc, &b.path, None, &|_| {}));
+    for r in futures::future::join_all(pushes).await {
+        assert_eq!(r.unwrap(), registry::PushedBlob::Uploaded);
+    }
+    assert_eq!(lab.tokens_issued(), before + 1);
+}
