@@ -9,5 +9,6 @@ mod blobs;
 mod errors;
 mod faults;
 mod manifests;
+mod memory;
 mod tls;
 mod token;
