@@ -71,7 +71,7 @@ pub fn default_config_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".docker"))
 }
 
-/// The key under which `config.json` stores credentials for `registry` (a host[:port] as
+/// The key under which `config.json` stores credentials for `registry` (`host[:port]` as
 /// in [`crate::Reference::registry`]).
 pub fn config_key(registry: &str) -> String {
     match registry {

@@ -192,18 +192,19 @@ fn unauthorized_message(
     status: u16,
     reason: AuthFailure,
 ) -> String {
+    let what = if repository.is_empty() {
+        format!("{object} (status {status})")
+    } else {
+        format!("{repository} ({object}, status {status})")
+    };
     match reason {
         AuthFailure::NoCredentials => format!(
-            "registry {registry} requires authentication for {repository} ({object}, status {status}) \
-             and no credentials are configured for it"
+            "registry {registry} requires authentication for {what} and no credentials are configured for it"
         ),
-        AuthFailure::CredentialsRejected => format!(
-            "registry {registry} rejected the configured credentials for {repository} ({object}, \
-             status {status})"
-        ),
-        AuthFailure::Denied => {
-            format!("registry {registry} denied access to {repository} ({object}, status {status})")
+        AuthFailure::CredentialsRejected => {
+            format!("registry {registry} rejected the configured credentials for {what}")
         }
+        AuthFailure::Denied => format!("registry {registry} denied access to {what}"),
     }
 }
 

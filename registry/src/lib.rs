@@ -6,7 +6,9 @@
 //! manifest resolution) and the data types other crates use to describe images.
 //! Must not: know about the solver, the cache or how images are built.
 //!
-//! Entry points: [`Reference`] to name an image, [`Client`] to talk to registries.
+//! Entry points: [`Reference`] to name an image, [`Client`] to talk to registries
+//! (configured by [`ClientConfig`]; failures are [`RegistryError`]), [`credentials`] to read
+//! and save `~/.docker/config.json` logins.
 
 // Errors carry the registry, repository, object and digests they are about; they are rare,
 // and boxing them would make every caller's `match` clumsier.

@@ -92,13 +92,17 @@ pub(super) async fn push_blob(
         let upload = Upload { client, ep: &ep, repo, desc, path, scope: &scope, target: &target, progress };
         match upload.run(mount).await {
             Ok(r) => return Ok(r),
-            Err(e) if e.is_retryable() && retry.allows_another(attempts) => {
+            Err(e) if (e.is_retryable() || session_lost(&e)) && retry.allows_another(attempts) => {
                 tracing::debug!(blob = %desc.digest, attempts, error = %e, "blob upload failed, starting over");
                 tokio::time::sleep(retry.delay(attempts, None)).await;
             }
             Err(e) => return Err(count_attempts(e, attempts)),
         }
     }
+}
+
+fn session_lost(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Http { status: 404, method, .. } if method == "PUT" || method == "PATCH")
 }
 
 /// Reports the blob-level attempts in the error when they exceed the request's own.
@@ -156,6 +160,23 @@ impl Upload<'_> {
         }
         (self.progress)(self.desc.size);
         Ok(PushedBlob::Uploaded)
+    }
+
+    /// The error for an unexpected answer inside an upload session. A 404 there means the
+    /// registry lost or cancelled the session (not that the blob is missing); it is
+    /// reported as such and makes the caller start the upload over.
+    async fn session_error(&self, sent: Sent, method: &Method) -> RegistryError {
+        if sent.response.status() == StatusCode::NOT_FOUND {
+            let body = super::transport::read_limited(sent.response, 4096).await.unwrap_or_default();
+            let snippet = crate::error::body_snippet(&body);
+            return self.target.http(
+                method.as_str(),
+                404,
+                sent.attempts,
+                format!("upload session lost: {snippet}"),
+            );
+        }
+        sent.unexpected(self.target, method).await
     }
 
     fn call(&self, method: Method, url: Url) -> Call {
@@ -216,7 +237,7 @@ impl Upload<'_> {
 
     async fn expect_created(&self, sent: Sent, call: &Call) -> Result<(), RegistryError> {
         if sent.response.status() != StatusCode::CREATED {
-            return Err(sent.unexpected(self.target, &call.method).await);
+            return Err(self.session_error(sent, &call.method).await);
         }
         self.check_digest_header(sent.response.headers())
     }
@@ -249,9 +270,9 @@ impl Upload<'_> {
                     if sent.response.status() == StatusCode::RANGE_NOT_SATISFIABLE
                         || retryable_status(sent.response.status().as_u16()) =>
                 {
-                    sent.unexpected(self.target, &call.method).await
+                    self.session_error(sent, &call.method).await
                 }
-                Ok(sent) => return Err(sent.unexpected(self.target, &call.method).await),
+                Ok(sent) => return Err(self.session_error(sent, &call.method).await),
                 Err(e) if e.is_retryable() => e,
                 Err(e) => return Err(e),
             };
@@ -288,7 +309,7 @@ impl Upload<'_> {
         let call = self.call(Method::GET, location);
         let sent = self.execute(&call).await?;
         if sent.response.status() != StatusCode::NO_CONTENT {
-            return Err(sent.unexpected(self.target, &call.method).await);
+            return Err(self.session_error(sent, &call.method).await);
         }
         let next = self.location(&sent)?;
         let range = sent.response.headers().get("range").and_then(|v| v.to_str().ok()).unwrap_or("0-0");

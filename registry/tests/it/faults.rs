@@ -139,11 +139,24 @@ async fn failed_monolithic_upload_starts_over() {
     let (client, _cfg) = anonymous_client();
     let repo = proxy.reference("lab/restart:latest");
     let blob = blob_file(MediaType::OciLayerGzip, pseudo_random(300_000, 6));
+    // A 5xx, then a session the registry says it does not know (404).
     proxy.faults(|f| f.fail.push(fail(Method::PUT, "/blobs/uploads/", 503, 1, None)));
+    proxy.faults(|f| f.fail.push(fail(Method::PUT, "/blobs/uploads/", 404, 1, None)));
     let pushed = client.push_blob(&repo, &blob.desc, &blob.path, None, &no_progress()).await.unwrap();
     assert_eq!(pushed, PushedBlob::Uploaded);
-    assert_eq!(proxy.seen(Method::POST, "/blobs/uploads/").len(), 2);
+    assert_eq!(proxy.seen(Method::POST, "/blobs/uploads/").len(), 3);
     assert_eq!(std::fs::read(reg.blob_path(&blob.desc.digest)).unwrap(), blob.bytes);
+
+    // A registry that keeps losing the session ends in a clear error after bounded attempts.
+    let other = blob_file(MediaType::OciLayerGzip, pseudo_random(1000, 61));
+    proxy.faults(|f| f.fail.push(fail(Method::PUT, "/blobs/uploads/", 404, 100, None)));
+    let err = client.push_blob(&repo, &other.desc, &other.path, None, &no_progress()).await.unwrap_err();
+    match &err {
+        RegistryError::Http { status: 404, attempts: 5, body, .. } => {
+            assert!(body.contains("upload session lost"))
+        }
+        other => panic!("expected a lost session after 5 attempts, got {other:?}"),
+    }
 }
 
 #[tokio::test]
