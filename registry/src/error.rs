@@ -50,7 +50,7 @@ pub enum RegistryError {
     },
 
     /// The registry could not be reached, or the connection broke; retrying later may help.
-    #[error("cannot reach registry {host} after {attempts} attempt(s): {source}")]
+    #[error("cannot reach registry {host} after {attempts} attempt(s): {}", transport_cause(source))]
     Network {
         /// `host:port` that was contacted.
         host: String,
@@ -206,6 +206,25 @@ fn unauthorized_message(
         }
         AuthFailure::Denied => format!("registry {registry} denied access to {what}"),
     }
+}
+
+/// A transport error with its causes on one line ("error sending request" alone does not
+/// say that the connection was refused or the certificate untrusted).
+fn transport_cause(error: &reqwest::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        // `io::Error::source` skips the error it wraps; step into it instead.
+        source = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    parts.join(": ")
 }
 
 fn list_platforms(platforms: &[Platform]) -> String {

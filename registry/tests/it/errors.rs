@@ -50,7 +50,8 @@ async fn unreachable_registry_is_a_retryable_network_error_naming_the_host() {
         other => panic!("expected a network error, got {other:?}"),
     }
     assert!(err.is_retryable());
-    assert!(err.to_string().contains("after 5 attempt(s)"), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("after 5 attempt(s)") && msg.contains("onnection refused"), "{msg}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
