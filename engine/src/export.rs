@@ -195,12 +195,18 @@ impl Engine {
                                     });
                                 }
                             };
+                            // Base layers already in another repository of the same registry
+                            // are mounted there instead of uploaded again.
+                            let mount_from = lowered
+                                .base_image
+                                .as_ref()
+                                .filter(|b| b.registry == r.registry && b.repository != r.repository);
                             let digest = exporter::push_image(
                                 &self.client,
                                 self.store.content(),
                                 &manifest,
                                 r,
-                                None,
+                                mount_from,
                                 &report,
                             )
                             .await?;

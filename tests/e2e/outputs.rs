@@ -171,7 +171,6 @@ fn push_then_second_push_reuses_blobs() {
 }
 
 #[test]
-#[ignore = "rbuild does not mount yet: engine/src/export.rs passes no mount source to exporter::push_image"]
 fn push_mounts_base_layers_from_the_base_repository() {
     require_lab!();
     let lab = harness::lab();

@@ -80,6 +80,8 @@ pub struct Lowered {
     pub image: ImageConfig,
     /// How many history entries came from the base image (the rest are this build's).
     pub base_history: usize,
+    /// The registry image the target is built on (pinned), if any: pushes mount its layers.
+    pub base_image: Option<Reference>,
     /// Build checks and other warnings.
     pub warnings: Vec<Warning>,
     /// Build args given but never consumed by an ARG.

@@ -61,6 +61,8 @@ pub(crate) struct StageState {
     /// ONBUILD instructions of this stage (inherited by stages built FROM it).
     pub onbuild: Vec<String>,
     pub dispatched: bool,
+    /// The registry image at the bottom of this stage (pinned), if any.
+    pub base_image: Option<Reference>,
 }
 
 impl StageState {
@@ -202,6 +204,7 @@ impl<'a> Lowering<'a> {
             target: target.vertex,
             image: target.image,
             base_history: 0,
+            base_image: target.base_image.clone(),
             warnings: self.warnings,
             unused_build_args,
             source_date_epoch,
@@ -542,15 +545,15 @@ impl<'a> Lowering<'a> {
                 ignore_cache: false,
                 onbuild: Vec::new(),
                 dispatched: false,
+                base_image: None,
             },
             Base::Image(r) => {
-                let from_name = format!("FROM {r}");
                 let (vertex, mut config) = match self.image(r, &platform, "") {
                     Some(x) => x,
                     None => return Err(LowerError::NeedImages(self.need.iter().cloned().collect())),
                 };
                 config.created = None;
-                let s = StageState {
+                StageState {
                     vertex,
                     image: config,
                     env: EnvList::new(),
@@ -566,9 +569,12 @@ impl<'a> Lowering<'a> {
                     ignore_cache: false,
                     onbuild: Vec::new(),
                     dispatched: false,
-                };
-                let _ = from_name;
-                s
+                    base_image: self
+                        .opts
+                        .images
+                        .get(&ImageRequest { reference: r.clone(), platform: platform.clone() })
+                        .map(|b| b.pinned.clone()),
+                }
             }
         };
         // ONBUILD triggers: from the base image's config, or the base stage's ONBUILD lines.

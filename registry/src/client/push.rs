@@ -256,6 +256,9 @@ impl Upload<'_> {
             let range = format!("{}-{}", offset, offset + len - 1);
             call.headers
                 .insert(CONTENT_RANGE, HeaderValue::from_str(&range).map_err(|e| self.target.protocol(e))?);
+            // Reset before the first progress tick: the body resets it too, but only once the
+            // request starts, and a tick before that would count the previous chunk twice.
+            sent_bytes.store(0, Ordering::Relaxed);
             let outcome = with_progress(self.execute(&call), offset, &sent_bytes, self.progress).await;
             let failure = match outcome {
                 Ok(sent) if sent.response.status() == StatusCode::ACCEPTED => {
