@@ -96,8 +96,8 @@ fn write_location(out: &mut dyn Write, location: &solver::ir::SourceLocation, te
 
 fn report(e: &anyhow::Error) {
     let mut err = std::io::stderr().lock();
-    if let Some(EngineError::Dockerfile { error, text }) = e.downcast_ref::<EngineError>() {
-        let _ = write!(err, "{}", error.render(text));
+    if let Some(EngineError::Dockerfile(failure)) = e.downcast_ref::<EngineError>() {
+        let _ = write!(err, "{}", failure.error.render(&failure.text));
         return;
     }
     if let Some(StepFailed { error: EngineError::Solve(solve), dockerfile }) = e.downcast_ref::<StepFailed>()

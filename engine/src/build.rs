@@ -24,10 +24,8 @@ impl Engine {
     /// Cancellation: dropping the future stops between registry calls; nothing is left half
     /// written (resolved manifests are stored atomically).
     pub async fn lower(&self, req: &BuildRequest, progress: &ProgressSink) -> Result<Lowered, EngineError> {
-        let dockerfile_err = |error: frontend::DockerfileError| EngineError::Dockerfile {
-            error,
-            text: req.dockerfile.clone(),
-        };
+        let dockerfile_err =
+            |error: frontend::DockerfileError| EngineError::dockerfile(error, &req.dockerfile);
         if req.dockerfile.trim().is_empty() {
             return Err(EngineError::Invalid(format!(
                 "{}: the Dockerfile cannot be empty",

@@ -2,23 +2,27 @@
 
 use frontend::DockerfileError;
 
+/// A Dockerfile error together with the text it points into (for carets).
+#[derive(Debug)]
+pub struct DockerfileFailure {
+    /// The located error.
+    pub error: DockerfileError,
+    /// The Dockerfile's text.
+    pub text: String,
+}
+
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The Dockerfile is wrong (names file, line and column). `source` is the text, for carets.
-    #[error("{error}")]
-    Dockerfile {
-        /// The located error.
-        error: DockerfileError,
-        /// The Dockerfile's text.
-        text: String,
-    },
+    /// The Dockerfile is wrong (names file, line and column).
+    #[error("{}", .0.error)]
+    Dockerfile(Box<DockerfileFailure>),
     /// A step failed or the build was cancelled.
     #[error(transparent)]
     Solve(#[from] solver::SolveError),
     /// A registry operation failed.
     #[error(transparent)]
-    Registry(#[from] registry::RegistryError),
+    Registry(Box<registry::RegistryError>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] cache::StoreError),
@@ -31,4 +35,17 @@ pub enum EngineError {
     /// The request itself is invalid (names what).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<registry::RegistryError> for EngineError {
+    fn from(e: registry::RegistryError) -> EngineError {
+        EngineError::Registry(Box::new(e))
+    }
+}
+
+impl EngineError {
+    /// A Dockerfile error located in `text`.
+    pub fn dockerfile(error: DockerfileError, text: &str) -> EngineError {
+        EngineError::Dockerfile(Box::new(DockerfileFailure { error, text: text.to_string() }))
+    }
 }

@@ -14,7 +14,7 @@ mod export;
 mod request;
 mod resolve;
 
-pub use error::EngineError;
+pub use error::{DockerfileFailure, EngineError};
 pub use request::{BuildOutcome, BuildRequest, ImageSummary};
 
 use cache::Store;
