@@ -6,20 +6,18 @@
 //! same program under another binary name; `src/main.rs` only calls it.
 
 mod args;
+mod commands;
 mod output_spec;
 mod progress;
 mod resolve;
-mod store_cmds;
 
 use anyhow::Result;
-use args::{BuildArgs, Cli, Command, DebugCommand, IrFormat, ProgressMode};
+use args::{Cli, Command, DebugCommand, ProgressMode};
 use clap::Parser;
 use engine::{Engine, EngineConfig, EngineError};
 use progress::Renderer;
-use solver::progress::ProgressSink;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 /// Exit code of a failed build.
 const EXIT_BUILD_FAILED: u8 = 1;
@@ -75,9 +73,9 @@ pub(crate) struct UsageError(pub(crate) String);
 /// A failed build step together with the Dockerfile text, so the report can show the lines.
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
-struct StepFailed {
-    error: EngineError,
-    dockerfile: String,
+pub(crate) struct StepFailed {
+    pub(crate) error: EngineError,
+    pub(crate) dockerfile: String,
 }
 
 /// `  --> Dockerfile:5` and the step's lines, as rustc shows a location.
@@ -134,7 +132,7 @@ fn report(e: &anyhow::Error) {
     }
 }
 
-fn renderer(mode: ProgressMode, quiet: bool) -> Box<dyn Renderer> {
+pub(crate) fn renderer(mode: ProgressMode, quiet: bool) -> Box<dyn Renderer> {
     let mode = if quiet { ProgressMode::Quiet } else { mode };
     match mode {
         ProgressMode::Plain => Box::new(progress::Plain::new(std::io::stderr())),
@@ -146,7 +144,7 @@ fn renderer(mode: ProgressMode, quiet: bool) -> Box<dyn Renderer> {
     }
 }
 
-fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
+pub(crate) fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
     let init_program = std::env::current_exe()?;
     let config = EngineConfig {
         root,
@@ -168,98 +166,13 @@ fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
 
 async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
     match command {
-        Command::Build(args) => build(args, root).await,
-        Command::Images => {
-            let engine = open_engine(root)?;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<50} {:<14} {:>10}", "NAME", "IMAGE ID", "SIZE")?;
-            for image in engine.images()? {
-                let id = image.id.as_ref().map_or("-".to_string(), |d| d.short().to_string());
-                writeln!(out, "{:<50} {:<14} {:>10}", image.name, id, progress::human_bytes(image.size))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Du { verbose } => {
-            let engine = open_engine(root)?;
-            store_cmds::du(engine.store(), verbose)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Build(args) => commands::build::run(args, root).await,
+        Command::Images => commands::images::run(&open_engine(root)?),
+        Command::Du { verbose } => commands::store::du(open_engine(root)?.store(), verbose),
         Command::Prune { all, filters, keep_storage } => {
-            for f in &filters {
-                if !f.starts_with("until=") {
-                    return Err(UsageError(format!(
-                        "unsupported --filter {f:?} (supported: until=DURATION)"
-                    ))
-                    .into());
-                }
-            }
-            let engine = open_engine(root)?;
-            store_cmds::prune(engine.store(), all, &filters, keep_storage.as_deref())?;
-            Ok(ExitCode::SUCCESS)
+            let policy = commands::store::prune_policy(all, &filters, keep_storage.as_deref())?;
+            commands::store::prune(open_engine(root)?.store(), &policy)
         }
-        Command::Debug(DebugCommand::Ir { format, build }) => {
-            let req = resolve::build_request(&build)
-                .map_err(|e| anyhow::Error::new(UsageError(format!("{e:#}"))))?;
-            let engine = open_engine(root)?;
-            let lowered = engine.lower(&req, &ProgressSink::discard()).await?;
-            let text = match format {
-                IrFormat::Text => solver::ir::to_text(&lowered.graph),
-                IrFormat::Dot => solver::ir::to_dot(&lowered.graph),
-                IrFormat::Json => serde_json::to_string_pretty(&lowered.graph)? + "\n",
-            };
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Debug(DebugCommand::Ir { format, build }) => commands::debug::ir(format, &build, root).await,
     }
-}
-
-async fn build(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
-    let req = resolve::build_request(&args)?;
-    let engine = open_engine(root)?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut renderer = renderer(args.progress, args.quiet);
-    let render = tokio::task::spawn_blocking(move || {
-        while let Some(event) = rx.blocking_recv() {
-            renderer.event(&event);
-        }
-        renderer.finish();
-    });
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        on_signal.cancel();
-    });
-    let dockerfile = req.dockerfile.clone();
-    let result = engine.build(req, ProgressSink::new(tx), cancel).await;
-    let _ = render.await;
-    let outcome = match result {
-        Ok(o) => o,
-        Err(error @ EngineError::Solve(_)) => return Err(StepFailed { error, dockerfile }.into()),
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(path) = &args.iidfile {
-        std::fs::write(path, outcome.image_id.as_str())?;
-    }
-    if args.quiet {
-        println!("{}", outcome.image_id);
-    } else {
-        let mut err = std::io::stderr().lock();
-        writeln!(
-            err,
-            "image {} ({} steps run, {} cached)",
-            outcome.image_id, outcome.steps_ran, outcome.steps_cached
-        )?;
-        for name in &outcome.names {
-            writeln!(err, "named {name}")?;
-        }
-        for (name, digest) in &outcome.pushed {
-            writeln!(err, "pushed {name}@{digest}")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,11 @@
 //! `rbuild du` and `rbuild prune`: disk usage of the store and garbage collection.
 
+use crate::UsageError;
 use crate::progress::human_bytes;
 use anyhow::{Result, bail};
 use cache::{PrunePolicy, Store};
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// Parses a size like `512MB`, `10GB`, `1.5GiB`, `1024` (bytes).
@@ -59,7 +61,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 /// `rbuild du`.
-pub fn du(store: &Store, verbose: bool) -> Result<()> {
+pub fn du(store: &Store, verbose: bool) -> Result<ExitCode> {
     let usage = store.usage()?;
     let mut out = std::io::stdout().lock();
     if verbose {
@@ -92,7 +94,7 @@ pub fn du(store: &Store, verbose: bool) -> Result<()> {
     writeln!(out, "tagged images:    {}", human_bytes(usage.images_bytes))?;
     writeln!(out, "reclaimable:      {}", human_bytes(usage.unreferenced_bytes))?;
     writeln!(out, "total:            {}", human_bytes(usage.total_bytes))?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn humanize_ago(secs: i64) -> String {
@@ -104,19 +106,30 @@ fn humanize_ago(secs: i64) -> String {
     }
 }
 
-/// `rbuild prune`.
-pub fn prune(store: &Store, all: bool, filters: &[String], keep_storage: Option<&str>) -> Result<()> {
+/// The prune policy from `--all`, `--filter until=...` and `--keep-storage`; bad values are
+/// usage errors.
+pub fn prune_policy(all: bool, filters: &[String], keep_storage: Option<&str>) -> Result<PrunePolicy> {
+    let usage = |e: anyhow::Error| anyhow::Error::new(UsageError(format!("{e:#}")));
     let mut policy = PrunePolicy { all, ..PrunePolicy::default() };
     for f in filters {
         match f.split_once('=') {
-            Some(("until", v)) => policy.keep_duration = Some(parse_duration(v)?),
-            _ => bail!("unsupported --filter {f:?} (supported: until=DURATION)"),
+            Some(("until", v)) => policy.keep_duration = Some(parse_duration(v).map_err(usage)?),
+            _ => {
+                return Err(
+                    UsageError(format!("unsupported --filter {f:?} (supported: until=DURATION)")).into()
+                );
+            }
         }
     }
     if let Some(k) = keep_storage {
-        policy.keep_bytes = Some(parse_size(k)?);
+        policy.keep_bytes = Some(parse_size(k).map_err(usage)?);
     }
-    let report = store.prune(&policy)?;
+    Ok(policy)
+}
+
+/// `rbuild prune`.
+pub fn prune(store: &Store, policy: &PrunePolicy) -> Result<ExitCode> {
+    let report = store.prune(policy)?;
     let mut out = std::io::stdout().lock();
     for r in &report.removed {
         writeln!(out, "deleted {} {}", r.key.short(), r.description)?;
@@ -129,7 +142,7 @@ pub fn prune(store: &Store, all: bool, filters: &[String], keep_storage: Option<
         report.removed_layers,
         report.removed_blobs
     )?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

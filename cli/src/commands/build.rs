@@ -1,0 +1,61 @@
+//! `rbuild build`: run one build with live progress, then report the image.
+
+use crate::args::BuildArgs;
+use anyhow::Result;
+use engine::EngineError;
+use solver::progress::ProgressSink;
+use std::io::Write;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// `rbuild build`.
+pub async fn run(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
+    let req = crate::resolve::build_request(&args)?;
+    let engine = crate::open_engine(root)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut renderer = crate::renderer(args.progress, args.quiet);
+    let render = tokio::task::spawn_blocking(move || {
+        while let Some(event) = rx.blocking_recv() {
+            renderer.event(&event);
+        }
+        renderer.finish();
+    });
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        on_signal.cancel();
+    });
+    let dockerfile = req.dockerfile.clone();
+    let result = engine.build(req, ProgressSink::new(tx), cancel).await;
+    let _ = render.await;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(error @ EngineError::Solve(_)) => return Err(crate::StepFailed { error, dockerfile }.into()),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, outcome.image_id.as_str())?;
+    }
+    if args.quiet {
+        println!("{}", outcome.image_id);
+    } else {
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "image {} ({} steps run, {} cached)",
+            outcome.image_id, outcome.steps_ran, outcome.steps_cached
+        )?;
+        for name in &outcome.names {
+            writeln!(err, "named {name}")?;
+        }
+        for (name, digest) in &outcome.pushed {
+            writeln!(err, "pushed {name}@{digest}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
