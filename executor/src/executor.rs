@@ -19,7 +19,7 @@ use crate::cgroups::{Cgroup, CgroupDriver, CgroupError, CgroupStats, Hierarchy, 
 use crate::error::ExecutorError;
 use crate::init::INIT_ARG;
 use crate::oci;
-use crate::protocol::{CgroupFs, FailStage, InitMessage, InitRequest};
+use crate::protocol::{CgroupFs, FailStage, InitMessage, InitRequest, OverlayFeatures};
 use crate::run_dir::{EtcFiles, RunDir};
 use crate::spec::{ExitStatus, Outcome, OutputChunk, OutputStream, ResourceStats, Rootfs, Spec};
 use crate::stubs::remove_empty_stubs;
@@ -62,7 +62,7 @@ pub struct Executor {
     hierarchy: Option<Hierarchy>,
     /// Why there is no hierarchy although one was wanted.
     cgroup_unavailable: Option<String>,
-    overlay_index_off: bool,
+    overlay: OverlayFeatures,
     runtime: Runtime,
     next_run: AtomicU64,
 }
@@ -117,7 +117,7 @@ impl Executor {
             etc_dir,
             hierarchy,
             cgroup_unavailable,
-            overlay_index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
+            overlay: OverlayFeatures::detect(),
             runtime: Runtime::Native,
             next_run: AtomicU64::new(0),
         })
@@ -213,7 +213,7 @@ impl Executor {
                         Some(Cgroup::V2(_)) => CgroupFs::V2,
                         Some(Cgroup::V1(cg)) => CgroupFs::V1(cg.named_dirs()),
                     },
-                    overlay_index_off: self.overlay_index_off,
+                    overlay: self.overlay,
                     spec: spec.clone(),
                 };
                 let (channel, child_end) = std::os::unix::net::UnixStream::pair()
@@ -232,7 +232,7 @@ impl Executor {
             }
             Runtime::Oci { binary } => {
                 let run_dir = guard.run_dir.as_ref().expect("set above");
-                guard.host_mount = Some(oci::mount_host_rootfs(run_dir, &spec, self.overlay_index_off)?);
+                guard.host_mount = Some(oci::mount_host_rootfs(run_dir, &spec, self.overlay)?);
                 let root = self.oci_root();
                 let bundle = oci::Bundle {
                     binary,

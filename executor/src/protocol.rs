@@ -29,8 +29,47 @@ pub(crate) struct InitRequest {
     pub hostname_file: PathBuf,
     /// What to show at `/sys/fs/cgroup`.
     pub cgroup_fs: CgroupFs,
-    /// Pass `index=off` to overlayfs (supported by this kernel).
-    pub overlay_index_off: bool,
+    /// Which layer-format options this kernel's overlayfs accepts.
+    pub overlay: OverlayFeatures,
+}
+
+/// The overlayfs options rbuild turns off when the kernel knows them. Each keeps the upper
+/// directory in plain upperdir format, so that a layer can be exported as a tar and reused
+/// as a lower layer anywhere: no inode index tying an upper to its lowers (`index`), no
+/// directory-rename redirects (`redirect_dir`) and no metadata-only copy-ups (`metacopy`);
+/// the last two are xattrs a tar exporter cannot represent. Distributions build their
+/// kernels with different defaults, so they are always passed explicitly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OverlayFeatures {
+    /// `index=off`.
+    pub index: bool,
+    /// `redirect_dir=off`.
+    pub redirect_dir: bool,
+    /// `metacopy=off`.
+    pub metacopy: bool,
+}
+
+impl OverlayFeatures {
+    /// What the running kernel's overlay module knows: each option has a module parameter
+    /// of the same name once the kernel supports it (index 4.13, redirect_dir 4.10,
+    /// metacopy 4.19).
+    pub(crate) fn detect() -> OverlayFeatures {
+        let known = |name: &str| std::path::Path::new("/sys/module/overlay/parameters").join(name).exists();
+        OverlayFeatures {
+            index: known("index"),
+            redirect_dir: known("redirect_dir"),
+            metacopy: known("metacopy"),
+        }
+    }
+
+    /// The `(key, value)` options to add to an overlay mount with an upper directory.
+    pub(crate) fn options(&self) -> Vec<(&'static str, &'static str)> {
+        [("index", self.index), ("redirect_dir", self.redirect_dir), ("metacopy", self.metacopy)]
+            .into_iter()
+            .filter(|(_, known)| *known)
+            .map(|(key, _)| (key, "off"))
+            .collect()
+    }
 }
 
 /// The run's own cgroup, as the command sees it at `/sys/fs/cgroup` (read-only, as in

@@ -15,6 +15,7 @@ use rustix::mount as rmount;
 
 use super::in_root::{self, Kind, fd_path};
 use super::plan::Step;
+use crate::protocol::OverlayFeatures;
 
 /// Mount id of the file system an fd is on (Linux 5.8+), to tell the rootfs from mounts
 /// inside it.
@@ -75,14 +76,14 @@ fn bind(
     Ok(())
 }
 
-fn overlay_data(lower: &[PathBuf], upper_work: Option<(&Path, &Path)>, index_off: bool) -> String {
+fn overlay_data(lower: &[PathBuf], upper_work: Option<(&Path, &Path)>, features: OverlayFeatures) -> String {
     let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
     let mut data = format!("lowerdir={}", lower.join(":"));
     if let Some((upper, work)) = upper_work {
         data.push_str(&format!(",upperdir={},workdir={}", upper.display(), work.display()));
-    }
-    if index_off {
-        data.push_str(",index=off");
+        for (key, value) in features.options() {
+            data.push_str(&format!(",{key}={value}"));
+        }
     }
     data
 }
@@ -97,9 +98,9 @@ pub(crate) fn mount_overlay(
     lower: &[PathBuf],
     upper_work: Option<(&Path, &Path)>,
     flags: MsFlags,
-    index_off: bool,
+    features: OverlayFeatures,
 ) -> io::Result<()> {
-    let data = overlay_data(lower, upper_work, index_off);
+    let data = overlay_data(lower, upper_work, features);
     if data.len() <= MAX_MOUNT_DATA {
         mount(Some("overlay"), fd_path(&target).as_str(), Some("overlay"), flags, Some(data.as_str()))?;
         return Ok(());
@@ -111,9 +112,9 @@ pub(crate) fn mount_overlay(
     if let Some((upper, work)) = upper_work {
         rmount::fsconfig_set_string(&fs, "upperdir", upper)?;
         rmount::fsconfig_set_string(&fs, "workdir", work)?;
-    }
-    if index_off {
-        rmount::fsconfig_set_string(&fs, "index", "off")?;
+        for (key, value) in features.options() {
+            rmount::fsconfig_set_string(&fs, key, value)?;
+        }
     }
     rmount::fsconfig_create(&fs)?;
     let mut attrs = rmount::MountAttrFlags::empty();
@@ -140,7 +141,7 @@ pub(crate) fn mount_rootfs(
     lower: &[PathBuf],
     upper: &Path,
     work: &Path,
-    index_off: bool,
+    features: OverlayFeatures,
 ) -> io::Result<()> {
     let target_fd = open_host(target)?;
     if lower.is_empty() {
@@ -163,7 +164,7 @@ pub(crate) fn mount_rootfs(
         )?;
         return Ok(());
     }
-    mount_overlay(target_fd.as_fd(), lower, Some((upper, work)), MsFlags::MS_NODEV, index_off)
+    mount_overlay(target_fd.as_fd(), lower, Some((upper, work)), MsFlags::MS_NODEV, features)
 }
 
 /// Applies plan steps inside one rootfs, remembering the mount points it had to create in
@@ -171,14 +172,14 @@ pub(crate) fn mount_rootfs(
 pub(crate) struct Applier<'a> {
     root: BorrowedFd<'a>,
     root_mount: u64,
-    index_off: bool,
+    overlay: OverlayFeatures,
     /// Paths created in the rootfs, in creation order.
     pub stubs: Vec<String>,
 }
 
 impl<'a> Applier<'a> {
-    pub(crate) fn new(root: BorrowedFd<'a>, index_off: bool) -> io::Result<Applier<'a>> {
-        Ok(Applier { root, root_mount: mount_id(root)?, index_off, stubs: Vec::new() })
+    pub(crate) fn new(root: BorrowedFd<'a>, overlay: OverlayFeatures) -> io::Result<Applier<'a>> {
+        Ok(Applier { root, root_mount: mount_id(root)?, overlay, stubs: Vec::new() })
     }
 
     /// Opens (creating if needed) a path; creations on the rootfs mount are stubs.
@@ -218,7 +219,7 @@ impl<'a> Applier<'a> {
                 } else {
                     MsFlags::MS_NODEV | MsFlags::MS_RDONLY
                 };
-                mount_overlay(target.fd.as_fd(), lower, upper_work, flags, self.index_off)?;
+                mount_overlay(target.fd.as_fd(), lower, upper_work, flags, self.overlay)?;
             }
             Step::Symlink { dest, target } => {
                 let (parent, name) = dest.rsplit_once('/').unwrap_or(("", dest));
@@ -283,10 +284,20 @@ mod tests {
     #[test]
     fn overlay_options() {
         let lower = vec![PathBuf::from("/a"), PathBuf::from("/b")];
-        assert_eq!(overlay_data(&lower, None, false), "lowerdir=/a:/b");
-        assert_eq!(
-            overlay_data(&lower, Some((Path::new("/u"), Path::new("/w"))), true),
-            "lowerdir=/a:/b,upperdir=/u,workdir=/w,index=off"
-        );
+        let all = OverlayFeatures { index: true, redirect_dir: true, metacopy: true };
+        let upper = Some((Path::new("/u"), Path::new("/w")));
+        let cases = [
+            (None, all, "lowerdir=/a:/b"),
+            (upper, OverlayFeatures::default(), "lowerdir=/a:/b,upperdir=/u,workdir=/w"),
+            (
+                upper,
+                OverlayFeatures { index: true, ..OverlayFeatures::default() },
+                "lowerdir=/a:/b,upperdir=/u,workdir=/w,index=off",
+            ),
+            (upper, all, "lowerdir=/a:/b,upperdir=/u,workdir=/w,index=off,redirect_dir=off,metacopy=off"),
+        ];
+        for (upper_work, features, want) in cases {
+            assert_eq!(overlay_data(&lower, upper_work, features), want);
+        }
     }
 }

@@ -44,10 +44,10 @@ fn prepare(req: &InitRequest, status: BorrowedFd<'_>) -> Result<ExecPlan, Failur
     }
 
     let Rootfs::Overlay { lower, upper, work } = &spec.rootfs;
-    mount_rootfs(&req.rootfs_dir, lower, upper, work, req.overlay_index_off).stage("mounting the rootfs")?;
+    mount_rootfs(&req.rootfs_dir, lower, upper, work, req.overlay).stage("mounting the rootfs")?;
     let root = rfs::open(&req.rootfs_dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .stage("opening the rootfs")?;
-    let mut applier = Applier::new(root.as_fd(), req.overlay_index_off).stage("inspecting the rootfs")?;
+    let mut applier = Applier::new(root.as_fd(), req.overlay).stage("inspecting the rootfs")?;
     // Created before any mount so that it lands in the rootfs, like BuildKit's runc
     // executor does; it is kept because WORKDIR relies on it.
     applier.ensure_kept(&spec.cwd).stage(format!("creating the working directory {}", spec.cwd))?;

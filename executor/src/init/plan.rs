@@ -261,7 +261,7 @@ mod tests {
             resolv_file: "/state/run/resolv.conf".into(),
             hostname_file: "/state/run/hostname".into(),
             cgroup_fs,
-            overlay_index_off: false,
+            overlay: Default::default(),
         }
     }
 
@@ -377,7 +377,7 @@ mod cgroup_fs_tests {
                 ("memory".into(), "/sys/fs/cgroup/memory/rbuild/r1".into()),
                 ("cpu,cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct/rbuild/r1".into()),
             ]),
-            overlay_index_off: false,
+            overlay: Default::default(),
         };
         let got: Vec<String> = plan(&req).iter().map(|s| s.to_string()).collect();
         let at = got.iter().position(|l| l.starts_with("tmpfs /sys/fs/cgroup")).unwrap();

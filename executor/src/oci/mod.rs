@@ -23,6 +23,7 @@ use rustix::fs::{Mode, OFlags};
 use crate::error::ExecutorError;
 use crate::init::apply::mount_rootfs;
 use crate::init::in_root;
+use crate::protocol::OverlayFeatures;
 use crate::run_dir::{EtcFiles, RunDir};
 use crate::spec::{ExitStatus, Rootfs, Spec};
 use crate::user;
@@ -53,11 +54,11 @@ impl OciContainer {
 pub(crate) fn mount_host_rootfs(
     run_dir: &RunDir,
     spec: &Spec,
-    index_off: bool,
+    overlay: OverlayFeatures,
 ) -> Result<PathBuf, ExecutorError> {
     let Rootfs::Overlay { lower, upper, work } = &spec.rootfs;
     let target = run_dir.rootfs();
-    mount_rootfs(&target, lower, upper, work, index_off).map_err(|e| ExecutorError::Setup {
+    mount_rootfs(&target, lower, upper, work, overlay).map_err(|e| ExecutorError::Setup {
         stage: "mounting the rootfs for the OCI runtime".to_owned(),
         reason: e.to_string(),
     })?;
