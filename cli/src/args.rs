@@ -76,6 +76,13 @@ pub enum DebugCommand {
         #[command(flatten)]
         build: BuildArgs,
     },
+    /// Say why the next build would not be fully cached (which step would run first and
+    /// which file, build arg, base image or instruction changed). Runs nothing.
+    Why {
+        /// The same options as `build`.
+        #[command(flatten)]
+        build: BuildArgs,
+    },
 }
 
 /// `debug ir` formats.
@@ -139,9 +146,23 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Do not use the cache for these stages (comma-separated or repeated).
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+
     /// Resolve base image tags again instead of using the locally known digests.
     #[arg(long)]
     pub pull: bool,
+
+    /// Say why the first step that has to run missed the cache (which file, build arg, base
+    /// image or instruction changed since the previous build of this target).
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Fail before running anything if any step is not served from the cache (for CI), naming
+    /// the first such step and why.
+    #[arg(long)]
+    pub expect_cached: bool,
 
     /// Output destination: `type=image|oci|docker|local|tar[,key=value...]`; may be repeated.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]

@@ -174,5 +174,6 @@ async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
             commands::store::prune(open_engine(root)?.store(), &policy)
         }
         Command::Debug(DebugCommand::Ir { format, build }) => commands::debug::ir(format, &build, root).await,
+        Command::Debug(DebugCommand::Why { build }) => commands::debug::why(&build, root).await,
     }
 }

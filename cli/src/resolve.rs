@@ -123,8 +123,10 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         platform,
         labels,
         no_cache: args.no_cache,
-        no_cache_filter: Vec::new(),
+        no_cache_filter: args.no_cache_filter.clone(),
         pull: args.pull,
+        explain: args.explain,
+        expect_cached: args.expect_cached,
         outputs,
     })
 }

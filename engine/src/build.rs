@@ -1,7 +1,7 @@
 //! The build pipeline: parse → lower (resolving base images as the frontend asks) → solve →
 //! export.
 
-use crate::{BuildOutcome, BuildRequest, Engine, EngineError};
+use crate::{BuildOutcome, BuildRequest, Engine, EngineError, explain};
 use cache::checksum::ChecksumCache;
 use frontend::lower::{self, LowerError, LowerOptions, Lowered};
 use registry::Platform;
@@ -63,6 +63,42 @@ impl Engine {
         Err(EngineError::Invalid("base images kept changing while resolving them".into()))
     }
 
+    /// The worker for `req`, with the context checksum cache loaded (and where to save it).
+    fn worker(&self, req: &BuildRequest) -> (Arc<LocalWorker>, Arc<ChecksumCache>, std::path::PathBuf) {
+        let checksum_path = self.store.root().join("context-checksums");
+        let checksums = Arc::new(ChecksumCache::load(&checksum_path).unwrap_or_default());
+        let mut contexts = BTreeMap::new();
+        contexts
+            .insert(CONTEXT.to_string(), req.context.canonicalize().unwrap_or_else(|_| req.context.clone()));
+        let worker = Arc::new(LocalWorker::new(
+            self.store.clone(),
+            self.executor.clone(),
+            self.client.clone(),
+            checksums.clone(),
+            WorkerConfig { contexts },
+        ));
+        (worker, checksums, checksum_path)
+    }
+
+    /// Why the next build of `req` would not be fully cached (`rbuild debug why`): the
+    /// explanation of the first step that would run, or `None` when everything is cached.
+    /// Runs nothing.
+    pub async fn why(&self, req: &BuildRequest) -> Result<Option<solver::explain::Explanation>, EngineError> {
+        let quiet = ProgressSink::discard();
+        let lowered = self.lower(req, &quiet).await?;
+        let Some(target) = lowered.target else { return Ok(None) };
+        let (worker, checksums, checksum_path) = self.worker(req);
+        let options = SolveOptions { max_parallel_exec: 1, ignore_cache: req.no_cache };
+        let solver = Solver::new(worker.clone(), quiet, options);
+        let graph = lowered.graph;
+        let keys = solver.keys(&Arc::new(graph.clone()), &[target]).await?;
+        let plan = solver.plan(&graph, &[target], &keys)?;
+        let previous = explain::previous(&self.store, &explain::target_id(req));
+        let record = explain::record(&graph, &keys, previous.as_ref(), &worker);
+        let _ = checksums.save(&checksum_path);
+        Ok(explain::first_miss(&graph, &plan, &record, previous.as_ref(), req.no_cache))
+    }
+
     /// Runs one build.
     ///
     /// Cancellation: firing `cancel` kills running steps; the call returns
@@ -94,20 +130,9 @@ impl Engine {
             progress.send(Event::Warning { message: w.clone() });
         }
 
-        let checksum_path = self.store.root().join("context-checksums");
-        let checksums = Arc::new(ChecksumCache::load(&checksum_path).unwrap_or_default());
-        let mut contexts = BTreeMap::new();
-        contexts
-            .insert(CONTEXT.to_string(), req.context.canonicalize().unwrap_or_else(|_| req.context.clone()));
-        let worker = Arc::new(LocalWorker::new(
-            self.store.clone(),
-            self.executor.clone(),
-            self.client.clone(),
-            checksums.clone(),
-            WorkerConfig { contexts },
-        ));
+        let (worker, checksums, checksum_path) = self.worker(&req);
         let solver = Solver::new(
-            worker,
+            worker.clone(),
             progress.clone(),
             SolveOptions { max_parallel_exec: self.config.max_parallel_exec, ignore_cache: req.no_cache },
         );
@@ -115,7 +140,22 @@ impl Engine {
         let (chain, ran, cached) = match lowered.target {
             None => (Vec::new(), 0, 0),
             Some(target) => {
-                let solution = solver.solve(graph, &[target], cancel).await?;
+                let keys = solver.keys(&graph, &[target]).await?;
+                let plan = solver.plan(&graph, &[target], &keys)?;
+                let target_id = explain::target_id(&req);
+                let previous = explain::previous(&self.store, &target_id);
+                let record = explain::record(&graph, &keys, previous.as_ref(), &worker);
+                if req.explain || req.expect_cached {
+                    let miss = explain::first_miss(&graph, &plan, &record, previous.as_ref(), req.no_cache);
+                    if let Some(miss) = miss {
+                        if req.expect_cached {
+                            return Err(EngineError::NotCached(Box::new(miss)));
+                        }
+                        progress.send(Event::Note { message: format!("cache miss: {miss}") });
+                    }
+                }
+                let solution = solver.execute(graph, &[target], keys, plan, cancel).await?;
+                explain::save(&self.store, &target_id, &record)?;
                 let chain = match &solution.outputs[0] {
                     Ref::Chain(c) => c.clone(),
                     Ref::Dir { .. } => {

@@ -32,6 +32,9 @@ pub enum EngineError {
     /// Writing an output failed.
     #[error(transparent)]
     Export(#[from] exporter::ExportError),
+    /// `--expect-cached` and a step would run.
+    #[error("expected every step to be served from the cache, but {} would run: {}", .0.step, .0.reason)]
+    NotCached(Box<solver::explain::Explanation>),
     /// The request itself is invalid (names what).
     #[error("{0}")]
     Invalid(String),

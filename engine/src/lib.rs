@@ -10,6 +10,7 @@
 
 mod build;
 mod error;
+mod explain;
 mod export;
 mod request;
 mod resolve;

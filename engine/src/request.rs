@@ -30,6 +30,10 @@ pub struct BuildRequest {
     pub no_cache_filter: Vec<String>,
     /// `--pull`: resolve base image tags again.
     pub pull: bool,
+    /// `--explain`: say why the first step that runs missed the cache.
+    pub explain: bool,
+    /// `--expect-cached`: fail (before running anything) if any step would run.
+    pub expect_cached: bool,
     /// Where the result goes.
     pub outputs: Vec<Output>,
 }

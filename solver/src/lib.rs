@@ -8,6 +8,7 @@
 //! Entry point: [`Solver::solve`] with a [`Worker`].
 
 mod error;
+pub mod explain;
 pub mod ir;
 pub mod key;
 pub mod progress;
@@ -17,5 +18,5 @@ mod scheduler_tests;
 mod worker;
 
 pub use error::{ProcessEnd, SolveError};
-pub use scheduler::{Solution, SolveOptions, Solver, Step, Worker};
+pub use scheduler::{Plan, Solution, SolveOptions, Solver, Step, Worker};
 pub use worker::{LocalWorker, Ref, WorkerConfig, remember_chain};

@@ -97,6 +97,11 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// Information for the user shown as it happens (e.g. why a step missed the cache).
+    Note {
+        /// The message.
+        message: String,
+    },
 }
 
 /// Where events go. Cheap to clone; sending never blocks and never fails the build (a

@@ -57,6 +57,22 @@ pub trait Worker: Send + Sync + 'static {
         vertex: Vertex,
         inputs: Vec<Self::Output>,
     ) -> impl Future<Output = Result<Self::Output, SolveError>> + Send;
+
+    /// For a source whose content lives elsewhere and may change (an `ADD https://…` without
+    /// a checksum, a git branch), the op pinned to what that content is now (the download's
+    /// digest, the commit), whose digest becomes the vertex's key; `None` keeps the op as it
+    /// is. BuildKit computes the keys of such sources the same way, by asking the remote.
+    ///
+    /// Cancellation: dropping the future stops the request; what was already stored stays
+    /// valid.
+    fn pin_source(
+        &self,
+        vertex: &Vertex,
+        progress: &ProgressSink,
+    ) -> impl Future<Output = Result<Option<Op>, SolveError>> + Send {
+        let _ = (vertex, progress);
+        async { Ok(None) }
+    }
 }
 
 /// What a running vertex gets besides its inputs.
@@ -103,6 +119,17 @@ pub struct Solution<O> {
     pub ran: Vec<VertexId>,
     /// Vertices served from the cache.
     pub cached: Vec<VertexId>,
+}
+
+/// What a solve will do: the cached results found and the vertices that must run.
+#[derive(Clone, Debug)]
+pub struct Plan<O> {
+    /// Results served from the cache.
+    pub outputs: HashMap<VertexId, O>,
+    /// Vertices served from the cache.
+    pub cached: Vec<VertexId>,
+    /// Vertices that must run, in topological order (local sources included).
+    pub to_run: Vec<VertexId>,
 }
 
 /// Runs graphs with a [`Worker`].
@@ -169,6 +196,7 @@ impl<W: Worker> Solver<W> {
         for (v, start) in local_starts {
             self.progress.done(graph.vertex(v).digest.as_str(), start, StepStats::default());
         }
+        let pinned = self.pin_remote_sources(graph, &order).await?;
         let mut keys: BTreeMap<VertexId, CacheKey> = BTreeMap::new();
         for &v in &order {
             let vertex = graph.vertex(v);
@@ -189,9 +217,34 @@ impl<W: Worker> Solver<W> {
                     components.push(KeyComponent::Input { index: i, key: keys[&input].key.clone() });
                 }
             }
-            keys.insert(v, CacheKey::new(&vertex.op, components));
+            keys.insert(v, CacheKey::new(pinned.get(&v).unwrap_or(&vertex.op), components));
         }
         Ok(keys)
+    }
+
+    /// The pinned ops of the remote sources among `order` (see [`Worker::pin_source`]),
+    /// resolved concurrently.
+    async fn pin_remote_sources(
+        &self,
+        graph: &Graph,
+        order: &[VertexId],
+    ) -> Result<HashMap<VertexId, Op>, SolveError> {
+        let remote: Vec<VertexId> = order
+            .iter()
+            .copied()
+            .filter(|v| matches!(graph.vertex(*v).op, Op::Source(Source::Http(_) | Source::Git(_))))
+            .collect();
+        let pins = remote.iter().map(|v| {
+            let vertex = graph.vertex(*v);
+            async move { self.worker.pin_source(vertex, &self.progress).await.map_err(|e| e.at(&vertex.meta)) }
+        });
+        let mut out = HashMap::new();
+        for (v, pin) in remote.iter().zip(futures::future::join_all(pins).await) {
+            if let Some(op) = pin? {
+                out.insert(*v, op);
+            }
+        }
+        Ok(out)
     }
 
     /// Solves `targets`: every vertex whose key is in the cache is served from it, the others
@@ -207,10 +260,20 @@ impl<W: Worker> Solver<W> {
         cancel: CancellationToken,
     ) -> Result<Solution<W::Output>, SolveError> {
         let keys = self.keys(&graph, targets).await?;
-        let order = graph.reachable(targets);
+        let plan = self.plan(&graph, targets, &keys)?;
+        self.execute(graph, targets, keys, plan, cancel).await
+    }
 
-        // Cache lookups for every reachable vertex, so that a fully cached build reports every
-        // step as CACHED.
+    /// Decides, from the keys, which vertices the cache serves and which must run, without
+    /// running anything. Reports every served vertex as CACHED (so a fully cached build shows
+    /// every step).
+    pub fn plan(
+        &self,
+        graph: &Graph,
+        targets: &[VertexId],
+        keys: &BTreeMap<VertexId, CacheKey>,
+    ) -> Result<Plan<W::Output>, SolveError> {
+        let order = graph.reachable(targets);
         let mut outputs: HashMap<VertexId, W::Output> = HashMap::new();
         let mut cached = Vec::new();
         for &v in &order {
@@ -226,7 +289,6 @@ impl<W: Worker> Solver<W> {
                     .send(Event::Cached { step: vertex.digest.to_string(), name: vertex.meta.name.clone() });
             }
         }
-
         // What must run: walk down from the targets, stopping at cached vertices.
         let mut needed = vec![false; graph.len()];
         let mut stack: Vec<VertexId> = targets.to_vec();
@@ -237,7 +299,21 @@ impl<W: Worker> Solver<W> {
             stack.extend(graph.vertex(v).inputs.iter().copied());
         }
         let to_run: Vec<VertexId> = order.iter().copied().filter(|v| needed[v.index()]).collect();
+        Ok(Plan { outputs, cached, to_run })
+    }
 
+    /// Runs what `plan` says must run and returns the targets' results.
+    ///
+    /// Cancellation: as for [`Solver::solve`].
+    pub async fn execute(
+        &self,
+        graph: Arc<Graph>,
+        targets: &[VertexId],
+        keys: BTreeMap<VertexId, CacheKey>,
+        plan: Plan<W::Output>,
+        cancel: CancellationToken,
+    ) -> Result<Solution<W::Output>, SolveError> {
+        let Plan { mut outputs, cached, to_run } = plan;
         let ran = self.run(&graph, &keys, to_run, &mut outputs, cancel).await?;
         let outputs = targets.iter().map(|t| outputs[t].clone()).collect();
         Ok(Solution { outputs, keys, ran, cached })

@@ -9,4 +9,5 @@ mod cache;
 mod cli;
 mod conformance_builds;
 mod errors;
+mod explain;
 mod outputs;

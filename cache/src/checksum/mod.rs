@@ -116,6 +116,60 @@ pub fn checksum(
     selector: &Selector,
     cache: &ChecksumCache,
 ) -> Result<Digest, ChecksumError> {
+    let records = selected_records(source, selector, cache)?;
+    let mut h = Sha256::new();
+    h.update(b"rbuild-contenthash-v1\0");
+    for r in &records {
+        r.hash_into(&mut h);
+    }
+    Ok(Digest::from_sha256(h.finalize().into()))
+}
+
+/// Every entry `selector` selects with its own digest (type, mode, owner, content or link
+/// target), sorted by path; `None` when there are more than `limit` entries. This is what
+/// `--explain` compares between two builds to name the files that changed.
+pub fn listing(
+    source: &SourceRoot,
+    selector: &Selector,
+    cache: &ChecksumCache,
+    limit: usize,
+) -> Result<Option<Vec<(String, Digest)>>, ChecksumError> {
+    let records = selected_records(source, selector, cache)?;
+    if records.len() > limit {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(records.len());
+    let mut base = String::new();
+    for r in &records {
+        let name = String::from_utf8_lossy(&r.name).into_owned();
+        if r.kind == b'M' {
+            base = name;
+            continue;
+        }
+        let path = match (base.trim_end_matches('/'), name.as_str()) {
+            (b, "") => {
+                if b.is_empty() {
+                    "/".to_string()
+                } else {
+                    b.to_string()
+                }
+            }
+            (b, n) => format!("{b}/{n}"),
+        };
+        let mut h = Sha256::new();
+        r.hash_into(&mut h);
+        out.push((path, Digest::from_sha256(h.finalize().into())));
+    }
+    out.sort();
+    Ok(Some(out))
+}
+
+/// The selected entries in walk order, with their digests filled in.
+fn selected_records(
+    source: &SourceRoot,
+    selector: &Selector,
+    cache: &ChecksumCache,
+) -> Result<Vec<Record>, ChecksumError> {
     let root = Root::new(&source.root);
     let filter = Filter::new(&selector.include_patterns, &selector.exclude_patterns, &source.excludes)?;
     let path = clean(&format!("/{}", selector.path));
@@ -163,13 +217,7 @@ pub fn checksum(
         }
     }
     cache.insert_many(remember);
-
-    let mut h = Sha256::new();
-    h.update(b"rbuild-contenthash-v1\0");
-    for r in &records {
-        r.hash_into(&mut h);
-    }
-    Ok(Digest::from_sha256(h.finalize().into()))
+    Ok(records)
 }
 
 /// One selected entry, in walk order.

@@ -1,4 +1,5 @@
-//! `rbuild debug ir`: the build graph a Dockerfile lowers to.
+//! `rbuild debug ir` (the build graph a Dockerfile lowers to) and `rbuild debug why` (why
+//! the next build would miss the cache).
 
 use crate::args::{BuildArgs, IrFormat};
 use anyhow::Result;
@@ -16,5 +17,19 @@ pub async fn ir(format: IrFormat, build: &BuildArgs, root: std::path::PathBuf) -
         IrFormat::Json => serde_json::to_string_pretty(&lowered.graph)? + "\n",
     };
     print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints why the next build would not be fully cached.
+pub async fn why(build: &BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
+    let req = crate::resolve::build_request(build)?;
+    let engine = crate::open_engine(root)?;
+    match engine.why(&req).await? {
+        None => println!("every step would be served from the cache"),
+        Some(miss) => match &miss.location {
+            Some(loc) => println!("{}:{}: {miss}", loc.file, loc.start_line),
+            None => println!("{miss}"),
+        },
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -116,6 +116,9 @@ impl<W: Write + Send> Renderer for Plain<W> {
                 let _ = writeln!(self.out, "#{n} CANCELED");
             }
             Event::Warning { message } => self.warnings.push(message.clone()),
+            Event::Note { message } => {
+                let _ = writeln!(self.out, "\nNOTE: {message}");
+            }
         }
     }
 

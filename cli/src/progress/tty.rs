@@ -132,6 +132,10 @@ impl Renderer for Tty {
                 self.finish_step(step, line);
             }
             Event::Warning { message } => self.warnings.push(message.clone()),
+            Event::Note { message } => {
+                let line = format!(" {} {message}", self.paint("36", "NOTE:"));
+                let _ = self.multi.println(line);
+            }
         }
     }
 

@@ -108,6 +108,9 @@ pub struct GitSource {
     pub subdir: Option<String>,
     /// Keep `.git`.
     pub keep_git_dir: bool,
+    /// Expected commit (a full or abbreviated hash, `ADD --checksum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// Network mode of an exec.

@@ -74,6 +74,35 @@ impl LocalWorker {
         LocalWorker { store, executor, client, contexts: config.contexts, checksums }
     }
 
+    /// Every file `selection` picks from a local source with its digest, or `None` when
+    /// there are more than `limit` (for explaining cache misses).
+    pub fn listing(
+        &self,
+        source: &LocalSource,
+        selection: &LocalSelection,
+        limit: usize,
+    ) -> Result<Option<Vec<(String, Digest)>>, SolveError> {
+        let (root, selector) = self.selection(source, selection)?;
+        cache::checksum::listing(&root, &selector, &self.checksums, limit)
+            .map_err(|e| SolveError::step(&source.name, format!("listing {:?}: {e}", selection.path), e))
+    }
+
+    fn selection(
+        &self,
+        source: &LocalSource,
+        selection: &LocalSelection,
+    ) -> Result<(cache::fileop::SourceRoot, cache::checksum::Selector), SolveError> {
+        let root = self.context_dir(&source.name, &source.name)?;
+        let root = cache::fileop::SourceRoot::context(root.clone(), source.excludes.clone());
+        let mut copy = cache::fileop::CopyAction::new(0, selection.path.clone(), "/");
+        copy.follow_symlinks = selection.follow_symlinks;
+        copy.include_patterns = selection.include_patterns.clone();
+        copy.exclude_patterns = selection.exclude_patterns.clone();
+        copy.allow_wildcard = selection.allow_wildcard;
+        copy.parents = selection.parents;
+        Ok((root, copy.selector()))
+    }
+
     fn context_dir(&self, step: &str, name: &str) -> Result<&PathBuf, SolveError> {
         self.contexts
             .get(name)
@@ -89,15 +118,8 @@ impl Worker for LocalWorker {
     type Output = Ref;
 
     fn checksum_local(&self, source: &LocalSource, selection: &LocalSelection) -> Result<Digest, SolveError> {
-        let root = self.context_dir(&source.name, &source.name)?;
-        let root = cache::fileop::SourceRoot::context(root.clone(), source.excludes.clone());
-        let mut copy = cache::fileop::CopyAction::new(0, selection.path.clone(), "/");
-        copy.follow_symlinks = selection.follow_symlinks;
-        copy.include_patterns = selection.include_patterns.clone();
-        copy.exclude_patterns = selection.exclude_patterns.clone();
-        copy.allow_wildcard = selection.allow_wildcard;
-        copy.parents = selection.parents;
-        cache::checksum::checksum(&root, &copy.selector(), &self.checksums)
+        let (root, selector) = self.selection(source, selection)?;
+        cache::checksum::checksum(&root, &selector, &self.checksums)
             .map_err(|e| SolveError::step(&source.name, format!("checksum of {:?}: {e}", selection.path), e))
     }
 
