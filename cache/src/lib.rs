@@ -7,9 +7,11 @@
 //!
 //! Entry point: [`Store::open`], which gives the content store ([`Store::content`]), the
 //! metadata database ([`Store::meta`]), layers ([`Store::new_layer`],
-//! [`Store::import_layer`]), mounts ([`Store::mount_readonly`], [`Store::mount_writable`])
-//! and garbage collection ([`Store::usage`], [`Store::prune`]).
+//! [`Store::import_layer`]), mounts ([`Store::mount_readonly`], [`Store::mount_writable`]),
+//! cache mount directories ([`Store::cache_mount`]) and garbage collection ([`Store::usage`],
+//! [`Store::prune`]).
 
+mod cache_mount;
 pub mod checksum;
 mod content;
 mod error;
@@ -25,6 +27,7 @@ mod mount;
 pub mod patterns;
 mod store;
 
+pub use cache_mount::{CacheMount, CacheMountError, CacheMountRequest, CacheSharing, Seed};
 pub use content::{BlobWriter, ContentError, ContentStore, copy_blob};
 pub use error::StoreError;
 pub use gc::{PrunePolicy, PruneReport, Usage, UsageRecord};

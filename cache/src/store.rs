@@ -8,6 +8,7 @@
 //! <root>/layers/<id>/work   overlay workdir, only while the layer is mutable
 //! <root>/mnt/<n>            mount points of live mounts
 //! <root>/empty              an always-empty directory (lowest layer of empty chains)
+//! <root>/cache-mounts/       `RUN --mount=type=cache` directories (see `cache_mount.rs`)
 //! ```
 
 use crate::content::ContentStore;
@@ -49,6 +50,8 @@ pub(crate) struct StoreInner {
     /// Which of [`crate::mount::UPPER_OPTION_TIERS`] this kernel accepts (decided at the
     /// first writable mount).
     pub(crate) overlay_opts: OnceLock<usize>,
+    /// Copies of `RUN --mount=type=cache` directories in use by this process.
+    pub(crate) cache_mounts: Arc<crate::cache_mount::CacheMounts>,
     // Last field: dropped after the database is closed.
     _lock: StoreLock,
 }
@@ -162,6 +165,7 @@ impl Store {
             gc_lock: Mutex::new(()),
             boot_id,
             overlay_opts: OnceLock::new(),
+            cache_mounts: Arc::default(),
             _lock: lock,
         };
         // Layers of a crashed process of this boot are complete in the page cache; make
