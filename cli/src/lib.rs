@@ -7,6 +7,7 @@
 
 mod args;
 mod commands;
+mod config;
 mod output_spec;
 mod progress;
 mod resolve;
@@ -41,7 +42,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_BUILD_FAILED);
         }
     };
-    let root = resolve::store_root(cli.root.clone());
+    let settings = match config::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e);
+            return ExitCode::from(EXIT_BUILD_FAILED);
+        }
+    };
+    let root = resolve::store_root(cli.root.clone().or_else(|| settings.root.clone()));
+    let _ = CONFIG.set(settings);
     match runtime.block_on(run(cli.command, root)) {
         Ok(code) => code,
         // `rbuild du | head` closing the pipe early is not an error worth a message.
@@ -144,13 +153,30 @@ pub(crate) fn renderer(mode: ProgressMode, quiet: bool) -> Box<dyn Renderer> {
     }
 }
 
+/// The configuration files' settings, read once in [`main`].
+static CONFIG: std::sync::OnceLock<config::Config> = std::sync::OnceLock::new();
+
+/// The loaded configuration (defaults when none was loaded).
+pub(crate) fn settings() -> &'static config::Config {
+    CONFIG.get_or_init(config::Config::default)
+}
+
 pub(crate) fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
     let init_program = std::env::current_exe()?;
+    let settings = settings();
+    let registry = registry::ClientConfig {
+        insecure_registries: settings.registry.insecure.clone(),
+        mirrors: settings.registry.mirrors.clone(),
+        ..registry::ClientConfig::default()
+    };
     let config = EngineConfig {
         root,
         init_program,
-        registry: registry::ClientConfig::default(),
-        max_parallel_exec: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        registry,
+        max_parallel_exec: settings
+            .parallelism
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        keep_storage: settings.keep_storage_bytes(),
     };
     let mut told = false;
     Ok(Engine::open(config, |pid| {

@@ -58,7 +58,7 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         .iter()
         .map(|t| t.parse::<Reference>().map_err(|e| usage(format!("invalid tag {t:?}: {}", e.reason))))
         .collect::<Result<_>>()?;
-    let platform = match &args.platform {
+    let platform = match args.platform.as_ref().or(crate::settings().platform.as_ref()) {
         None => None,
         Some(p) if p.contains(',') => {
             return Err(usage(format!("building several platforms at once ({p}) is not supported yet")));

@@ -116,6 +116,7 @@ impl Engine {
                 req.context.display()
             )));
         }
+        self.enforce_cap(&progress)?;
         let lowered = self.lower(&req, &progress).await?;
         let mut warnings: Vec<String> = lowered
             .warnings
@@ -171,6 +172,23 @@ impl Engine {
         outcome.warnings = warnings;
         outcome.steps_ran = ran;
         outcome.steps_cached = cached;
+        self.enforce_cap(&progress)?;
         Ok(outcome)
+    }
+
+    /// Prunes least recently used cache down to the configured cap, if any.
+    fn enforce_cap(&self, progress: &ProgressSink) -> Result<(), EngineError> {
+        let Some(cap) = self.config.keep_storage else { return Ok(()) };
+        let report = self.store.enforce_cap(cap)?;
+        if report.reclaimed_bytes > 0 {
+            progress.send(Event::Note {
+                message: format!(
+                    "store cap {cap} bytes: pruned {} cache records ({} bytes)",
+                    report.removed.len(),
+                    report.reclaimed_bytes
+                ),
+            });
+        }
+        Ok(())
     }
 }

@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub registry: registry::ClientConfig,
     /// Upper bound on concurrently running RUN steps.
     pub max_parallel_exec: usize,
+    /// Cap on the store's size: least recently used cache is pruned before and after each
+    /// build to stay under it (tagged images are never pruned).
+    pub keep_storage: Option<u64>,
 }
 
 /// A build engine over one store. Holds the store lock for its lifetime.

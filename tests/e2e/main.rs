@@ -10,4 +10,5 @@ mod cli;
 mod conformance_builds;
 mod errors;
 mod explain;
+mod gc;
 mod outputs;

@@ -25,12 +25,19 @@ impl Rbuild {
     pub fn new() -> Rbuild {
         let root = tempfile::Builder::new().prefix("rbuild-e2e-root-").tempdir().expect("temp store root");
         std::fs::create_dir_all(root.path().join("docker-config")).expect("docker config dir");
+        // An empty config file: the host's /etc/rbuild and ~/.config/rbuild never leak in.
+        std::fs::write(root.path().join("rbuild.toml"), "").expect("config file");
         Rbuild { root }
     }
 
     /// The store root.
     pub fn root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// This store's rbuild config file (`RBUILD_CONFIG`), empty unless a test writes it.
+    pub fn config_file(&self) -> std::path::PathBuf {
+        self.root.path().join("rbuild.toml")
     }
 
     /// `rbuild --root ROOT <args>`, with an empty docker config (no host credentials leak in).
@@ -42,7 +49,10 @@ impl Rbuild {
         let mut cmd = Cmd {
             program: PROGRAM.into(),
             args: vec!["--root".into(), self.root().into()],
-            env: vec![("DOCKER_CONFIG".into(), self.root().join("docker-config").into())],
+            env: vec![
+                ("DOCKER_CONFIG".into(), self.root().join("docker-config").into()),
+                ("RBUILD_CONFIG".into(), self.config_file().into()),
+            ],
             timeout: TIMEOUT,
         };
         cmd.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
@@ -100,6 +110,12 @@ impl Cmd {
         S: AsRef<OsStr>,
     {
         self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the command.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
+        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
