@@ -19,4 +19,4 @@ mod worker;
 
 pub use error::{ProcessEnd, SolveError};
 pub use scheduler::{Plan, Solution, SolveOptions, Solver, Step, Worker};
-pub use worker::{LocalWorker, Ref, WorkerConfig, remember_chain};
+pub use worker::{GitError, HttpError, LocalWorker, Ref, WorkerConfig, remember_chain};

@@ -314,7 +314,12 @@ async fn save(
 }
 
 /// Runs the op: the pinned download (fetched again if the store lost it) as a layer.
-pub(super) async fn fetch(w: &LocalWorker, step: &Step, vertex: &Vertex, src: &HttpSource) -> Result<Ref, SolveError> {
+pub(super) async fn fetch(
+    w: &LocalWorker,
+    step: &Step,
+    vertex: &Vertex,
+    src: &HttpSource,
+) -> Result<Ref, SolveError> {
     let err = |e| step_err(&step.name, e);
     if !safe_filename(&src.filename) {
         return Err(err(HttpError::Filename { url: src.url.clone(), filename: src.filename.clone() }));
@@ -330,7 +335,8 @@ pub(super) async fn fetch(w: &LocalWorker, step: &Step, vertex: &Vertex, src: &H
                 r = request => r.map_err(|e| err(request_err(&src.url, e)))?,
                 _ = step.cancel.cancelled() => return Err(SolveError::Cancelled),
             };
-            let saved = save(w, &step.id, src, resp, &step.progress, expected.as_ref(), Some(&step.cancel)).await;
+            let saved =
+                save(w, &step.id, src, resp, &step.progress, expected.as_ref(), Some(&step.cancel)).await;
             if step.cancel.is_cancelled() {
                 return Err(SolveError::Cancelled);
             }
@@ -353,7 +359,12 @@ pub(super) async fn fetch(w: &LocalWorker, step: &Step, vertex: &Vertex, src: &H
     .map_err(|e| SolveError::Internal(format!("http layer task: {e}")))?
 }
 
-fn write_file(store: &cache::Store, pin: &Pin, src: &HttpSource, path: &std::path::Path) -> std::io::Result<()> {
+fn write_file(
+    store: &cache::Store,
+    pin: &Pin,
+    src: &HttpSource,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::copy(store.content().path(&pin.digest), path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(src.mode & 0o7777))?;
@@ -391,7 +402,9 @@ pub(super) fn parse_http_date(s: &str) -> Option<i64> {
     let words: Vec<&str> = s.split_whitespace().collect();
     let (year, mon, day, time) = match words.as_slice() {
         // IMF-fixdate.
-        [_, d, m, y, t, "GMT"] if words[0].ends_with(',') => (y.parse::<i64>().ok()?, month(m)?, d.parse().ok()?, *t),
+        [_, d, m, y, t, "GMT"] if words[0].ends_with(',') => {
+            (y.parse::<i64>().ok()?, month(m)?, d.parse().ok()?, *t)
+        }
         // RFC 850: two-digit years are 19xx, as Go reads them for this layout.
         [_, dmy, t, "GMT"] if words[0].ends_with(',') => {
             let mut p = dmy.split('-');

@@ -3,21 +3,26 @@
 
 mod exec;
 mod file;
+mod git;
+mod http;
 mod image;
 
+pub use git::GitError;
+pub use http::HttpError;
 pub use image::remember_chain;
 
 use crate::error::SolveError;
 use crate::ir::{LocalSource, Op, Source, Vertex};
 use crate::key::{CacheKey, LocalSelection};
+use crate::progress::ProgressSink;
 use crate::scheduler::{Step, Worker};
 use cache::checksum::ChecksumCache;
 use cache::{CacheRecord, LayerId, Store};
 use executor::Executor;
 use registry::Digest;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The result of a vertex.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +64,16 @@ pub struct LocalWorker {
     client: registry::Client,
     contexts: BTreeMap<String, PathBuf>,
     checksums: Arc<ChecksumCache>,
+    remote: RemoteState,
+}
+
+/// What the remote sources of one build were pinned to while the keys were computed, so
+/// that running them fetches exactly that (keyed by vertex digest).
+#[derive(Default)]
+struct RemoteState {
+    http: OnceLock<reqwest::Client>,
+    http_pins: Mutex<HashMap<Digest, http::Pin>>,
+    git_pins: Mutex<HashMap<Digest, git::Pin>>,
 }
 
 impl LocalWorker {
@@ -71,7 +86,14 @@ impl LocalWorker {
         checksums: Arc<ChecksumCache>,
         config: WorkerConfig,
     ) -> LocalWorker {
-        LocalWorker { store, executor, client, contexts: config.contexts, checksums }
+        LocalWorker {
+            store,
+            executor,
+            client,
+            contexts: config.contexts,
+            checksums,
+            remote: RemoteState::default(),
+        }
     }
 
     /// Every file `selection` picks from a local source with its digest, or `None` when
@@ -140,6 +162,14 @@ impl Worker for LocalWorker {
         self.store.meta().put_cache(&key.key, &record).map_err(|e| store_err(&vertex.meta.name, e))
     }
 
+    async fn pin_source(&self, vertex: &Vertex, progress: &ProgressSink) -> Result<Option<Op>, SolveError> {
+        match &vertex.op {
+            Op::Source(Source::Http(h)) => http::pin(self, vertex, h, progress).await,
+            Op::Source(Source::Git(g)) => git::pin(self, vertex, g, progress).await,
+            _ => Ok(None),
+        }
+    }
+
     fn cacheable(&self, vertex: &Vertex) -> bool {
         !matches!(vertex.op, Op::Source(Source::Local(_)))
     }
@@ -151,13 +181,8 @@ impl Worker for LocalWorker {
                 Ok(Ref::Dir { path, excludes: local.excludes.clone() })
             }
             Op::Source(Source::Image(image)) => image::pull(self, &step, image).await,
-            Op::Source(Source::Http(h)) => Err(SolveError::msg(
-                &step.name,
-                format!("ADD of a URL ({}) is not supported yet: download it in a RUN step", h.url),
-            )),
-            Op::Source(Source::Git(g)) => {
-                Err(SolveError::msg(&step.name, format!("git sources ({}) are not supported yet", g.remote)))
-            }
+            Op::Source(Source::Http(h)) => http::fetch(self, &step, &vertex, h).await,
+            Op::Source(Source::Git(g)) => git::fetch(self, &step, &vertex, g).await,
             Op::Exec(e) => exec::run(self, &step, e, &inputs).await,
             Op::File(f) => file::apply(self, &step, f, &inputs).await,
             Op::Merge => {
