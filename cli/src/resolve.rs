@@ -79,7 +79,13 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
             _ => outputs.push(image_output(&tags, true)),
         }
     }
-    let build_args = key_values("--build-arg", &args.build_args, true)?;
+    let mut build_args = key_values("--build-arg", &args.build_args, true)?;
+    // Like buildx: SOURCE_DATE_EPOCH in the environment is a build arg unless one is given.
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH")
+        && !epoch.is_empty()
+    {
+        build_args.entry("SOURCE_DATE_EPOCH".to_string()).or_insert(epoch);
+    }
     let labels = key_values("--label", &args.labels, false)?;
     let context = &args.context;
     if context.as_os_str() == "-" {

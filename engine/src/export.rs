@@ -57,13 +57,34 @@ fn fill_times(config: &mut ImageConfig, layer_times: &[i64], epoch: Option<i64>)
 }
 
 /// The blob of one layer for `opts`: reused when it was made before, else written now.
+///
+/// With `SOURCE_DATE_EPOCH` (`opts.source_date_epoch`), layers this build made get their file
+/// times clamped (BuildKit's rewrite-timestamp); those blobs are kept apart, per epoch, from
+/// the layer's ordinary blob. Base image layers are never rewritten.
 fn layer_blob(
     store: &Store,
     id: &LayerId,
     opts: &LayerOptions,
     force: bool,
+    rewrite: bool,
 ) -> Result<(LayerBlob, i64), EngineError> {
     let record = store.meta().layer(id)?.ok_or_else(|| cache::StoreError::LayerNotFound(id.clone()))?;
+    if let (true, Some(epoch)) = (rewrite, opts.source_date_epoch) {
+        let key = format!("{id}/{:?}/{epoch}", opts.compression);
+        if let Some(raw) = store.meta().get_kv(EPOCH_BLOBS, &key)?
+            && let Ok(blob) = serde_json::from_slice::<LayerBlob>(&raw)
+            && store.content().contains(&blob.descriptor.digest)
+        {
+            return Ok((blob, record.created_unix));
+        }
+        let exported = exporter::export_layer(store.content(), &store.layer_dir(id), opts)?;
+        let blob =
+            LayerBlob { compression: opts.compression, descriptor: exported.blob, diff_id: exported.diff_id };
+        let bytes =
+            serde_json::to_vec(&blob).map_err(|e| EngineError::Invalid(format!("layer blob record: {e}")))?;
+        store.meta().put_kv(EPOCH_BLOBS, &key, &bytes)?;
+        return Ok((blob, record.created_unix));
+    }
     if let Some(blob) = record.blob(opts.compression) {
         return Ok((blob.clone(), record.created_unix));
     }
@@ -71,11 +92,29 @@ fn layer_blob(
     if !force && let Some(blob) = record.blobs.first() {
         return Ok((blob.clone(), record.created_unix));
     }
-    let exported = exporter::export_layer(store.content(), &store.layer_dir(id), opts)?;
+    let plain = LayerOptions { source_date_epoch: None, ..*opts };
+    let exported = exporter::export_layer(store.content(), &store.layer_dir(id), &plain)?;
     let blob =
         LayerBlob { compression: opts.compression, descriptor: exported.blob, diff_id: exported.diff_id };
     store.meta().set_layer_blob(id, blob.clone())?;
     Ok((blob, record.created_unix))
+}
+
+/// Namespace of the blobs of layers exported with clamped times, by layer, compression, epoch.
+const EPOCH_BLOBS: &str = "layer-blob-epoch";
+
+/// How many layers at the bottom of the target come from its base image (never rewritten).
+fn base_layer_count(store: &Store, lowered: &Lowered) -> usize {
+    lowered
+        .base_image
+        .as_ref()
+        .and_then(|r| r.digest.as_ref())
+        .and_then(|d| store.content().read(d).ok())
+        .and_then(|bytes| match AnyManifest::parse(None, &bytes) {
+            Ok(AnyManifest::Image(m)) => Some(m.layers.len()),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// Sum of the sizes of an image's blobs (manifest, config, layers).
@@ -139,10 +178,11 @@ impl Engine {
         let ids = chain.to_vec();
         let log = progress.clone();
         let step_id = step.to_string();
+        let base_layers = base_layer_count(&self.store, lowered);
         let blobs = tokio::task::spawn_blocking(move || -> Result<Vec<(LayerBlob, i64)>, EngineError> {
             let mut out = Vec::with_capacity(ids.len());
-            for id in &ids {
-                out.push(layer_blob(&store, id, &opts, force)?);
+            for (i, id) in ids.iter().enumerate() {
+                out.push(layer_blob(&store, id, &opts, force, i >= base_layers)?);
                 let last = &out.last().expect("just pushed").0.descriptor;
                 log.send(Event::Transfer {
                     step: step_id.clone(),

@@ -12,3 +12,4 @@ mod errors;
 mod explain;
 mod gc;
 mod outputs;
+mod reproducible;

@@ -22,6 +22,8 @@ pub struct Entry {
     pub link: Option<String>,
     /// Content of a regular file.
     pub data: Vec<u8>,
+    /// Modification time in the tar header (seconds).
+    pub mtime: u64,
 }
 
 /// Normalises a tar path the way the expectations write paths.
@@ -65,6 +67,7 @@ pub fn entries(bytes: &[u8]) -> BTreeMap<String, Entry> {
                 mode: h.mode().unwrap_or(0),
                 link,
                 data: content,
+                mtime: h.mtime().unwrap_or(0),
             },
         );
     }
@@ -150,6 +153,17 @@ impl Image {
     }
 
     /// `rootfs.diff_ids`.
+    /// The digest of the (single) manifest, from `index.json`.
+    pub fn manifest_digest(&self) -> String {
+        let index = self.index.as_ref().expect("an OCI archive has an index");
+        index["manifests"][0]["digest"].as_str().expect("manifest digest").to_string()
+    }
+
+    /// `(path, entry)` of every entry of the layers after the first `skip` (the base image's).
+    pub fn new_layer_entries(&self, skip: usize) -> Vec<(String, Entry)> {
+        self.layers.iter().skip(skip).flat_map(|l| entries(l).into_iter()).collect()
+    }
+
     pub fn diff_ids(&self) -> Vec<String> {
         strings(&self.config["rootfs"]["diff_ids"])
     }
