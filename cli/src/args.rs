@@ -183,4 +183,13 @@ pub struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+
+    /// Write the build result (image digests, per-step times and resource use) to this
+    /// file as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// How RUN steps run.
+    #[command(flatten)]
+    pub run: crate::run_args::RunArgs,
 }

@@ -8,9 +8,12 @@
 mod args;
 mod commands;
 mod config;
+mod metadata_file;
 mod output_spec;
 mod progress;
 mod resolve;
+mod resolve_run;
+mod run_args;
 
 use anyhow::Result;
 use args::{Cli, Command, DebugCommand, ProgressMode};

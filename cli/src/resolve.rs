@@ -134,6 +134,7 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         explain: args.explain,
         expect_cached: args.expect_cached,
         outputs,
+        run: crate::resolve_run::run_options(&args.run, &|name| std::env::var(name).ok())?,
     })
 }
 

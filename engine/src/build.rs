@@ -1,7 +1,7 @@
 //! The build pipeline: parse → lower (resolving base images as the frontend asks) → solve →
 //! export.
 
-use crate::{BuildOutcome, BuildRequest, Engine, EngineError, explain};
+use crate::{BuildOutcome, BuildRequest, Engine, EngineError, explain, run_options};
 use cache::checksum::ChecksumCache;
 use frontend::lower::{self, LowerError, LowerOptions, Lowered};
 use registry::Platform;
@@ -46,6 +46,7 @@ impl Engine {
             no_cache_filter: req.no_cache_filter.clone(),
             images: BTreeMap::new(),
             allow_http_sources: false,
+            default_network: req.run.network,
         };
         for _ in 0..MAX_RESOLVE_ROUNDS {
             match lower::lower(&parsed, &opts) {
@@ -64,7 +65,11 @@ impl Engine {
     }
 
     /// The worker for `req`, with the context checksum cache loaded (and where to save it).
-    fn worker(&self, req: &BuildRequest) -> (Arc<LocalWorker>, Arc<ChecksumCache>, std::path::PathBuf) {
+    fn worker(
+        &self,
+        req: &BuildRequest,
+        run: solver::RunConfig,
+    ) -> (Arc<LocalWorker>, Arc<ChecksumCache>, std::path::PathBuf) {
         let checksum_path = self.store.root().join("context-checksums");
         let checksums = Arc::new(ChecksumCache::load(&checksum_path).unwrap_or_default());
         let mut contexts = BTreeMap::new();
@@ -75,7 +80,7 @@ impl Engine {
             self.executor.clone(),
             self.client.clone(),
             checksums.clone(),
-            WorkerConfig { contexts },
+            WorkerConfig { contexts, run },
         ));
         (worker, checksums, checksum_path)
     }
@@ -87,7 +92,7 @@ impl Engine {
         let quiet = ProgressSink::discard();
         let lowered = self.lower(req, &quiet).await?;
         let Some(target) = lowered.target else { return Ok(None) };
-        let (worker, checksums, checksum_path) = self.worker(req);
+        let (worker, checksums, checksum_path) = self.worker(req, solver::RunConfig::default());
         let options = SolveOptions { max_parallel_exec: 1, ignore_cache: req.no_cache };
         let solver = Solver::new(worker.clone(), quiet, options);
         let graph = lowered.graph;
@@ -131,7 +136,15 @@ impl Engine {
             progress.send(Event::Warning { message: w.clone() });
         }
 
-        let (worker, checksums, checksum_path) = self.worker(&req);
+        if let Some(target) = lowered.target {
+            run_options::check_entitlements(&lowered.graph, &[target], &req.run.allow)?;
+        }
+        let run_opts = req.run.clone();
+        let resources = tokio::task::spawn_blocking(move || run_options::prepare(&run_opts))
+            .await
+            .map_err(|e| EngineError::Invalid(format!("preparing ssh agents: {e}")))?
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let (worker, checksums, checksum_path) = self.worker(&req, resources.config.clone());
         let solver = Solver::new(
             worker.clone(),
             progress.clone(),

@@ -14,9 +14,13 @@ mod explain;
 mod export;
 mod request;
 mod resolve;
+mod run_options;
+mod ssh_agent;
 
 pub use error::{DockerfileFailure, EngineError};
 pub use request::{BuildOutcome, BuildRequest, ImageSummary};
+pub use run_options::{Entitlement, RunOptions, SshSource, UnknownEntitlement};
+pub use ssh_agent::SshAgentError;
 
 use cache::Store;
 use executor::{Executor, ExecutorConfig};

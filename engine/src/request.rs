@@ -36,6 +36,8 @@ pub struct BuildRequest {
     pub expect_cached: bool,
     /// Where the result goes.
     pub outputs: Vec<Output>,
+    /// How `RUN` steps run: secrets, ssh, network, `--allow`, limits, privileges.
+    pub run: crate::RunOptions,
 }
 
 /// What a successful build produced.

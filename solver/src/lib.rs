@@ -19,4 +19,7 @@ mod worker;
 
 pub use error::{ProcessEnd, SolveError};
 pub use scheduler::{Plan, Solution, SolveOptions, Solver, Step, Worker};
-pub use worker::{GitError, HttpError, LocalWorker, Ref, WorkerConfig, remember_chain};
+pub use worker::{
+    GitError, HttpError, LocalWorker, MAX_SECRET_SIZE, Ref, RunConfig, SecretError, SecretSource, SshError,
+    WorkerConfig, remember_chain,
+};

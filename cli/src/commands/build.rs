@@ -15,10 +15,13 @@ pub async fn run(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut renderer = crate::renderer(args.progress, args.quiet);
     let render = tokio::task::spawn_blocking(move || {
+        let mut steps = crate::metadata_file::StepRecorder::default();
         while let Some(event) = rx.blocking_recv() {
+            steps.observe(&event);
             renderer.event(&event);
         }
         renderer.finish();
+        steps
     });
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
@@ -32,7 +35,7 @@ pub async fn run(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> 
     });
     let dockerfile = req.dockerfile.clone();
     let result = engine.build(req, ProgressSink::new(tx), cancel).await;
-    let _ = render.await;
+    let steps = render.await.unwrap_or_default();
     let outcome = match result {
         Ok(o) => o,
         Err(error @ EngineError::Solve(_)) => return Err(crate::StepFailed { error, dockerfile }.into()),
@@ -40,6 +43,9 @@ pub async fn run(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> 
     };
     if let Some(path) = &args.iidfile {
         std::fs::write(path, outcome.image_id.as_str())?;
+    }
+    if let Some(path) = &args.metadata_file {
+        crate::metadata_file::write(path, &outcome, &steps)?;
     }
     if args.quiet {
         println!("{}", outcome.image_id);

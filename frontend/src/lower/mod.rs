@@ -10,6 +10,7 @@ mod args;
 mod copy;
 mod dispatch;
 mod run;
+mod run_mount;
 mod stage;
 
 use crate::error::{DockerfileError, LineIndex, Span};
@@ -66,6 +67,9 @@ pub struct LowerOptions {
     pub images: BTreeMap<ImageRequest, BaseImage>,
     /// Whether the solver can fetch `ADD https://...` sources (rejected at the line otherwise).
     pub allow_http_sources: bool,
+    /// Network of `RUN` steps without `--network` (or with `--network=default`): the build's
+    /// `--network` flag.
+    pub default_network: solver::ir::Network,
 }
 
 /// The result of lowering.

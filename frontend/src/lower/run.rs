@@ -2,10 +2,8 @@
 
 use super::LowerError;
 use super::dispatch::{commit_history, with_shell};
-use super::stage::{Base, Lowering, StageState};
-use crate::instructions::{
-    CacheSharing, CommandLine, Instruction, MountSpec, MountType, NetworkMode, RunCommand, SecurityMode,
-};
+use super::stage::{Lowering, StageState};
+use crate::instructions::{CommandLine, Instruction, MountType, NetworkMode, RunCommand, SecurityMode};
 use crate::syntax::{chomp_heredoc_content, must_parse_heredoc};
 use solver::ir::{self, Exec, ExecMount, FileAction, FileOp, Mkfile, MountKind, Op, VertexId, VertexMeta};
 
@@ -122,15 +120,18 @@ impl Lowering<'_> {
         for m in &run.mounts {
             self.run_mount(state, inst, m, &mut inputs, &mut mounts)?;
         }
+        let mut env: Vec<String> = state.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.extend(super::run_mount::ssh_auth_sock(&mounts, &env));
 
         let exec = Exec {
             args: args.clone(),
-            env: state.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env,
             cwd: state.workdir(),
             user: state.user.clone(),
             mounts,
             network: match run.network {
-                NetworkMode::Default | NetworkMode::Host => ir::Network::Host,
+                NetworkMode::Default => self.opts.default_network,
+                NetworkMode::Host => ir::Network::Host,
                 NetworkMode::None => ir::Network::None,
             },
             security: match run.security {
@@ -142,11 +143,18 @@ impl Lowering<'_> {
             platform: state.platform.clone(),
             proxy_env: self.proxy_env.clone(),
         };
+        // A secret's variable shows as `****` in the step name (BuildKit's secret env mask).
+        let mut shown_env = state.env.clone();
+        for m in run.mounts.iter().filter(|m| m.kind == MountType::Secret) {
+            if let Some(name) = m.env.as_ref().filter(|e| !e.is_empty()) {
+                shown_env.set(name.clone(), "****");
+            }
+        }
         let shown = self
             .lexer
             .raw_quotes(true)
             .skip_unset_env(true)
-            .process_word(&inst.source_text, &state.env)
+            .process_word(&inst.source_text, &shown_env)
             .unwrap_or_else(|_| inst.source_text.clone());
         let name = state.progress_name(&(uppercase_first(&shown) + &summary));
         let meta = self.meta(name, inst.span, state);
@@ -154,94 +162,6 @@ impl Lowering<'_> {
         state.vertex = Some(v);
         let history = format!("RUN {} # buildkit", run_command_string(&args, &state.build_args, &state.env));
         commit_history(state, history, true);
-        Ok(())
-    }
-
-    fn run_mount(
-        &mut self,
-        state: &StageState,
-        inst: &Instruction,
-        m: &MountSpec,
-        inputs: &mut Vec<VertexId>,
-        mounts: &mut Vec<ExecMount>,
-    ) -> Result<(), LowerError> {
-        let target = m.target.clone().unwrap_or_default();
-        let dest = if target.starts_with('/') {
-            super::dispatch::clean_path(&target, false)
-        } else {
-            super::dispatch::resolve_in_workdir(&state.workdir(), &target, false)
-        };
-        let mut source_input = |this: &mut Self| -> Result<Option<usize>, LowerError> {
-            let v = match &m.from {
-                None => Some(this.context()),
-                Some(from) => match this.resolve_from(from, inst.span)? {
-                    Base::Scratch => None,
-                    Base::Stage(j) => {
-                        let Some(src) = this.states[j].as_ref() else {
-                            return Err(this
-                                .errors
-                                .at(
-                                    inst.span,
-                                    format!(
-                                        "cannot mount from stage {from:?}, it needs to be defined before current stage {:?}",
-                                        state.display
-                                    ),
-                                )
-                                .into());
-                        };
-                        src.vertex
-                    }
-                    Base::Image(r) => {
-                        let platform = state.platform.clone();
-                        match this.image(&r, &platform, &format!("[internal] load {r}")) {
-                            Some((v, _)) => v,
-                            None => return Ok(None),
-                        }
-                    }
-                },
-            };
-            Ok(v.map(|v| {
-                inputs.push(v);
-                inputs.len() - 1
-            }))
-        };
-        let selector = m.source.clone().unwrap_or_else(|| "/".into());
-        let kind = match m.kind {
-            MountType::Bind => {
-                let input = source_input(self)?;
-                mounts.push(ExecMount { input, selector, dest, readonly: m.readonly, kind: MountKind::Bind });
-                return Ok(());
-            }
-            MountType::Cache => {
-                if m.from.is_some() {
-                    return Err(self
-                        .errors
-                        .at(inst.span, "RUN --mount=type=cache with from= is not supported yet")
-                        .into());
-                }
-                MountKind::Cache {
-                    id: m.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| dest.clone()),
-                    sharing: match m.sharing.unwrap_or(CacheSharing::Shared) {
-                        CacheSharing::Shared => ir::CacheSharing::Shared,
-                        CacheSharing::Private => ir::CacheSharing::Private,
-                        CacheSharing::Locked => ir::CacheSharing::Locked,
-                    },
-                    mode: m.mode.unwrap_or(0o755),
-                    uid: m.uid.unwrap_or(0),
-                    gid: m.gid.unwrap_or(0),
-                }
-            }
-            MountType::Tmpfs => {
-                MountKind::Tmpfs { size: m.size.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0) }
-            }
-            MountType::Secret | MountType::Ssh => {
-                return Err(self
-                    .errors
-                    .at(inst.span, format!("RUN --mount=type={} is not supported yet", m.kind.as_str()))
-                    .into());
-            }
-        };
-        mounts.push(ExecMount { input: None, selector: String::new(), dest, readonly: m.readonly, kind });
         Ok(())
     }
 }

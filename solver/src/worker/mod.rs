@@ -6,10 +6,15 @@ mod file;
 mod git;
 mod http;
 mod image;
+mod secrets;
+mod ssh;
 
+pub use exec::RunConfig;
 pub use git::GitError;
 pub use http::HttpError;
 pub use image::remember_chain;
+pub use secrets::{MAX_SECRET_SIZE, SecretError, SecretSource};
+pub use ssh::SshError;
 
 use crate::error::SolveError;
 use crate::ir::{LocalSource, Op, Source, Vertex};
@@ -55,6 +60,8 @@ impl Ref {
 pub struct WorkerConfig {
     /// Local source name (`context`, named contexts) → directory.
     pub contexts: BTreeMap<String, PathBuf>,
+    /// Secrets, ssh agents, limits and privileges of every `RUN`.
+    pub run: RunConfig,
 }
 
 /// The worker that really builds.
@@ -65,6 +72,7 @@ pub struct LocalWorker {
     contexts: BTreeMap<String, PathBuf>,
     checksums: Arc<ChecksumCache>,
     remote: RemoteState,
+    run: RunConfig,
 }
 
 /// What the remote sources of one build were pinned to while the keys were computed, so
@@ -93,6 +101,7 @@ impl LocalWorker {
             contexts: config.contexts,
             checksums,
             remote: RemoteState::default(),
+            run: config.run,
         }
     }
 
