@@ -83,6 +83,16 @@ pub enum DebugCommand {
         #[command(flatten)]
         build: BuildArgs,
     },
+    /// Print the parsed Dockerfile in the format of BuildKit's parser test results, to compare
+    /// rbuild's reading of a Dockerfile with BuildKit's.
+    Parse {
+        /// Name of the Dockerfile (default: CONTEXT/Dockerfile).
+        #[arg(short = 'f', long = "file", value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Build context directory.
+        #[arg(value_name = "CONTEXT", default_value = ".")]
+        context: PathBuf,
+    },
 }
 
 /// `debug ir` formats.
@@ -179,6 +189,10 @@ pub struct BuildArgs {
     /// Print only the image ID when done.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    /// Run the build checks (BuildKit's rules) without building; exit 1 when any fails.
+    #[arg(long)]
+    pub check: bool,
 
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]

@@ -195,6 +195,7 @@ pub(crate) fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
 
 async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
     match command {
+        Command::Build(args) if args.check => commands::check::run(&args, root).await,
         Command::Build(args) => commands::build::run(args, root).await,
         Command::Images => commands::images::run(&open_engine(root)?),
         Command::Du { verbose } => commands::store::du(open_engine(root)?.store(), verbose),
@@ -204,5 +205,6 @@ async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
         }
         Command::Debug(DebugCommand::Ir { format, build }) => commands::debug::ir(format, &build, root).await,
         Command::Debug(DebugCommand::Why { build }) => commands::debug::why(&build, root).await,
+        Command::Debug(DebugCommand::Parse { file, context }) => commands::debug_parse::run(file, &context),
     }
 }

@@ -45,7 +45,7 @@ impl Engine {
             no_cache: req.no_cache,
             no_cache_filter: req.no_cache_filter.clone(),
             images: BTreeMap::new(),
-            allow_http_sources: false,
+            allow_http_sources: true,
             default_network: req.run.network,
         };
         for _ in 0..MAX_RESOLVE_ROUNDS {
@@ -134,6 +134,9 @@ impl Engine {
         }
         for w in &warnings {
             progress.send(Event::Warning { message: w.clone() });
+        }
+        if let Some(e) = &lowered.lint_error {
+            return Err(EngineError::Invalid(e.clone()));
         }
 
         if let Some(target) = lowered.target {

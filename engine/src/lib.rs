@@ -9,6 +9,7 @@
 //! Entry point: [`Engine::open`], then [`Engine::build`].
 
 mod build;
+mod check;
 mod error;
 mod explain;
 mod export;
@@ -17,6 +18,7 @@ mod resolve;
 mod run_options;
 mod ssh_agent;
 
+pub use check::CheckReport;
 pub use error::{DockerfileFailure, EngineError};
 pub use request::{BuildOutcome, BuildRequest, ImageSummary};
 pub use run_options::{Entitlement, RunOptions, SshSource, UnknownEntitlement};

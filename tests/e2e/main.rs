@@ -3,13 +3,20 @@
 //! checked with independent tools. The `mod` list is the table of contents.
 
 mod harness;
+mod http_server;
 
+mod add_git;
+mod add_url;
 mod build_basic;
+mod build_checks;
 mod cache;
 mod cli;
 mod conformance_builds;
 mod errors;
 mod explain;
 mod gc;
+mod image_commands;
+mod login;
 mod outputs;
 mod reproducible;
+mod sandbox;

@@ -181,7 +181,11 @@ impl Command {
                 c.heredoc_sources = heredoc_sources(env, &c.heredoc_sources)?;
                 c.sources = words(lexer, env, &c.sources)?;
                 c.dest = word(lexer, env, &c.dest)?;
-                if c.sources.iter().any(|s| is_http_source(s)) {
+                // A `.git` URL is a repository: lowering rejects it with BuildKit's git message.
+                if c.sources
+                    .iter()
+                    .any(|s| is_http_source(s) && !s.split(['#', '?']).next().unwrap_or(s).ends_with(".git"))
+                {
                     return Err(ExpandError {
                         message: "source can't be a URL for COPY".into(),
                         help: Some("use ADD to download a URL".into()),

@@ -3,11 +3,14 @@
 
 use super::LowerError;
 use super::dispatch::{clean_path, commit_history, owner_of, resolve_in_workdir};
+use super::git_ref::{self, GitRef};
 use super::run::uppercase_first;
 use super::stage::{Base, Lowering, StageState};
 use crate::instructions::{AddCommand, CopyCommand, HeredocSource, Instruction};
 use registry::Digest;
-use solver::ir::{self, ChmodSpec, FileAction, FileOp, HttpSource, Mkfile, Op, Source, VertexId, VertexMeta};
+use solver::ir::{
+    self, ChmodSpec, FileAction, FileOp, GitSource, HttpSource, Mkfile, Op, Source, VertexId, VertexMeta,
+};
 
 /// What the COPY/ADD reads, after flags were interpreted.
 struct CopyPlan<'a> {
@@ -22,6 +25,7 @@ struct CopyPlan<'a> {
     parents: bool,
     unpack: Option<bool>,
     checksum: Option<&'a str>,
+    keep_git_dir: bool,
     /// The `--from` source: `None` is the build context.
     from: Option<Base>,
     from_text: Option<&'a str>,
@@ -31,10 +35,40 @@ fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-fn is_git(s: &str) -> bool {
-    s.starts_with("git@")
-        || s.starts_with("git://")
-        || (is_url(s) && s.split(['#', '?']).next().is_some_and(|u| u.ends_with(".git")))
+/// The name a download is stored under: the URL path's last element, `%`-decoded, as
+/// BuildKit's frontend takes it (`path.Base(url.Path)`), or `__unnamed__`.
+fn url_file_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let base = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let decoded = percent_decode(base);
+    match decoded.as_str() {
+        "" | "." | ".." => "__unnamed__".to_string(),
+        _ if decoded.contains(['/', '\0']) => "__unnamed__".to_string(),
+        _ => decoded,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex =
+            (bytes[i] == b'%').then(|| s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()));
+        match hex.flatten() {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Lowering<'_> {
@@ -60,6 +94,7 @@ impl Lowering<'_> {
             parents: c.parents,
             unpack: None,
             checksum: None,
+            keep_git_dir: false,
             from,
             from_text: c.from.as_deref(),
         };
@@ -84,6 +119,7 @@ impl Lowering<'_> {
             parents: false,
             unpack: a.unpack,
             checksum: a.checksum.as_deref().filter(|s| !s.is_empty()),
+            keep_git_dir: a.keep_git_dir,
             from: None,
             from_text: None,
         };
@@ -141,10 +177,13 @@ impl Lowering<'_> {
                     .at(inst.span, "checksum can't be specified for multiple sources")
                     .into());
             }
-            if !is_url(&plan.sources[0]) {
+            let git = git_ref::parse(&plan.sources[0]).ok().flatten().is_some();
+            if !is_url(&plan.sources[0]) && !git {
                 return Err(self.errors.at(inst.span, "checksum requires HTTP(S) or Git sources").into());
             }
-            ck.parse::<Digest>().map_err(|e| self.errors.at(inst.span, e.to_string()))?;
+            if !git {
+                ck.parse::<Digest>().map_err(|e| self.errors.at(inst.span, e.to_string()))?;
+            }
         }
 
         // Inputs of the file op: 0 is the stage (when not scratch and not --link).
@@ -201,6 +240,14 @@ impl Lowering<'_> {
             }
         };
 
+        // Named before the sources: a download or a git checkout shows under the step's name.
+        let shown = self
+            .lexer
+            .process_word(&inst.source_text, &state.env)
+            .unwrap_or_else(|_| inst.source_text.clone());
+        let name = state.progress_name(&uppercase_first(&shown));
+        let meta = self.meta(name, inst.span, state);
+
         let epoch = None;
         let mut actions = Vec::new();
         let mut message = String::from(if plan.is_add { "ADD" } else { "COPY" });
@@ -215,11 +262,14 @@ impl Lowering<'_> {
         }
         for src in plan.sources {
             message.push_str(&format!(" {src}"));
-            if is_git(src) {
-                return Err(self
-                    .errors
-                    .at(inst.span, format!("ADD of a git repository ({src}) is not supported yet"))
-                    .into());
+            if let Some(git) = git_ref::parse(src).map_err(|m| self.errors.at(inst.span, m))? {
+                if !plan.is_add {
+                    return Err(self.errors.at(inst.span, "source can't be a git ref for COPY").into());
+                }
+                let v = self.git_source(inst, &plan, git, &meta)?;
+                let idx = source_index(&mut inputs, Some(v), self);
+                actions.push(self.remote_copy_action(idx, "/", &dest, &owner, &mode, &plan, false, true));
+                continue;
             }
             if is_url(src) {
                 if !plan.is_add {
@@ -228,36 +278,26 @@ impl Lowering<'_> {
                 if !self.opts.allow_http_sources {
                     return Err(self
                         .errors
-                        .at(inst.span, format!("ADD from a URL ({src}) is not supported yet"))
+                        .at(inst.span, format!("ADD from a URL ({src}) is not supported by this build"))
                         .into());
                 }
-                let filename = src
-                    .split(['?', '#'])
-                    .next()
-                    .and_then(|u| u.rsplit('/').next())
-                    .filter(|b| !b.is_empty() && !b.contains(':'))
-                    .unwrap_or("__unnamed__")
-                    .to_string();
+                let filename = url_file_name(src);
                 let http = Source::Http(HttpSource {
                     url: src.clone(),
                     checksum: plan.checksum.and_then(|c| c.parse().ok()),
                     filename: filename.clone(),
                     mode: 0o600,
                 });
-                let meta = VertexMeta { name: src.to_string(), ..Default::default() };
-                let v = self.graph.add(Op::Source(http), vec![], meta).expect("no inputs");
+                let v = self.graph.add(Op::Source(http), vec![], meta.clone()).expect("no inputs");
                 let idx = source_index(&mut inputs, Some(v), self);
-                actions.push(self.copy_action(
-                    idx,
-                    &format!("/{filename}"),
-                    &dest,
-                    &owner,
-                    &mode,
-                    &plan,
-                    plan.unpack.unwrap_or(false),
-                    epoch,
-                ));
+                // Remote archives stay archives unless `--unpack=true` (BuildKit).
+                let unpack = plan.unpack.unwrap_or(false);
+                let from = format!("/{filename}");
+                actions.push(self.remote_copy_action(idx, &from, &dest, &owner, &mode, &plan, unpack, false));
                 continue;
+            }
+            if plan.from.is_none() {
+                self.check_copy_ignored(inst, plan.is_add, src);
             }
             // With --parents the file op keeps the `/./` pivot itself, so the path is passed on
             // unnormalised (cleaning would drop the pivot).
@@ -305,12 +345,6 @@ impl Lowering<'_> {
         }
         message.push_str(&format!(" {}", plan.dest));
 
-        let shown = self
-            .lexer
-            .process_word(&inst.source_text, &state.env)
-            .unwrap_or_else(|_| inst.source_text.clone());
-        let name = state.progress_name(&uppercase_first(&shown));
-        let meta = self.meta(name, inst.span, state);
         let op = Op::File(FileOp { base, actions });
         let copied = self.graph.add(op, inputs, meta.clone()).expect("inputs exist");
         let v = match (link, state.vertex) {
@@ -323,6 +357,71 @@ impl Lowering<'_> {
         state.vertex = Some(v);
         commit_history(state, format!("{message} # buildkit"), true);
         Ok(())
+    }
+
+    /// The git source of `git` (after reconciling its options with the instruction's flags).
+    fn git_source(
+        &mut self,
+        inst: &Instruction,
+        plan: &CopyPlan<'_>,
+        git: GitRef,
+        meta: &VertexMeta,
+    ) -> Result<VertexId, LowerError> {
+        if plan.keep_git_dir && git.keep_git_dir == Some(false) {
+            return Err(self.errors.at(inst.span, "inconsistent keep-git-dir configuration").into());
+        }
+        let checksum = match (plan.checksum, git.checksum.as_deref()) {
+            (Some(flag), Some(url)) if flag != url => {
+                return Err(self
+                    .errors
+                    .at(inst.span, format!("checksum mismatch {flag:?} != {url:?}"))
+                    .into());
+            }
+            (Some(c), _) | (None, Some(c)) => Some(c.to_string()),
+            (None, None) => None,
+        };
+        let source = Source::Git(GitSource {
+            remote: git.remote,
+            reference: git.reference,
+            subdir: git.subdir,
+            keep_git_dir: git.keep_git_dir.unwrap_or(plan.keep_git_dir),
+            checksum,
+        });
+        Ok(self.graph.add(Op::Source(source), vec![], meta.clone()).expect("no inputs"))
+    }
+
+    /// The copy out of a download or a checkout: BuildKit's `CopyInfo` for remote sources
+    /// sets only the mode, `CreateDestPath` and (for downloads) `AttemptUnpack`.
+    #[allow(clippy::too_many_arguments)]
+    fn remote_copy_action(
+        &self,
+        source: usize,
+        src: &str,
+        dest: &str,
+        owner: &Option<ir::Owner>,
+        mode: &Option<ChmodSpec>,
+        plan: &CopyPlan<'_>,
+        unpack: bool,
+        dir_contents: bool,
+    ) -> FileAction {
+        FileAction::Copy(ir::Copy {
+            source,
+            src: src.to_string(),
+            dest: dest.to_string(),
+            owner: owner.clone(),
+            mode: mode.clone(),
+            follow_symlinks: false,
+            dir_copy_contents: dir_contents,
+            attempt_unpack: unpack,
+            create_dest_path: true,
+            allow_wildcard: false,
+            allow_empty_wildcard: false,
+            include_patterns: Vec::new(),
+            exclude_patterns: plan.exclude.to_vec(),
+            parents: false,
+            always_replace_existing: false,
+            timestamp: None,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -355,5 +454,26 @@ impl Lowering<'_> {
             always_replace_existing: false,
             timestamp,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_file_name;
+
+    #[test]
+    fn download_file_names() {
+        let cases = [
+            ("https://example.com/a/b.tar.gz", "b.tar.gz"),
+            ("https://example.com/a/b.txt?x=1#frag", "b.txt"),
+            ("https://example.com/dir/", "dir"),
+            ("https://example.com/", "__unnamed__"),
+            ("https://example.com", "__unnamed__"),
+            ("http://example.com/with%20space.txt", "with space.txt"),
+            ("http://example.com/..", "__unnamed__"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(url_file_name(url), want, "{url}");
+        }
     }
 }

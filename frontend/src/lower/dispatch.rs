@@ -88,6 +88,7 @@ pub(crate) fn resolve_in_workdir(workdir: &str, p: &str, keep_slash: bool) -> St
 
 impl Lowering<'_> {
     pub(crate) fn dispatch(&mut self, state: &mut StageState, inst: &Instruction) -> Result<(), LowerError> {
+        self.check_undefined_vars(state, inst);
         if let Command::Arg(defs) = &inst.command {
             return self.dispatch_arg(state, inst, defs);
         }

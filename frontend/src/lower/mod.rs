@@ -7,8 +7,10 @@
 //! again with them in [`LowerOptions::images`].
 
 mod args;
+mod checks;
 mod copy;
 mod dispatch;
+mod git_ref;
 mod run;
 mod run_mount;
 mod stage;
@@ -21,6 +23,7 @@ use solver::ir::{Graph, VertexId};
 use std::collections::BTreeMap;
 
 pub use args::PROXY_ARGS;
+pub use checks::lint_config;
 
 /// A base image as the caller resolved it.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +91,8 @@ pub struct Lowered {
     pub base_image: Option<Reference>,
     /// Build checks and other warnings.
     pub warnings: Vec<Warning>,
+    /// With `# check=error=true` and any warning: the error that fails the build.
+    pub lint_error: Option<String>,
     /// Build args given but never consumed by an ARG.
     pub unused_build_args: Vec<String>,
     /// `SOURCE_DATE_EPOCH` when set (build arg): clamps timestamps.

@@ -199,13 +199,15 @@ impl<'a> Lowering<'a> {
             .collect();
         let source_date_epoch =
             self.opts.build_args.get("SOURCE_DATE_EPOCH").and_then(|v| v.trim().parse::<i64>().ok());
+        let (warnings, lint_error) = self.finish_warnings();
         Ok(Lowered {
             graph: self.graph,
             target: target.vertex,
             image: target.image,
             base_history: 0,
             base_image: target.base_image.clone(),
-            warnings: self.warnings,
+            warnings,
+            lint_error,
             unused_build_args,
             source_date_epoch,
         })
@@ -241,6 +243,7 @@ impl<'a> Lowering<'a> {
         let df = self.df;
         let single = df.stages.len() == 1;
         for (i, stage) in df.stages.iter().enumerate() {
+            self.check_from_args(stage);
             let base = self
                 .lexer
                 .process_word(&stage.base, &self.global_args)
@@ -600,6 +603,7 @@ impl<'a> Lowering<'a> {
             state.env.set(k, v);
         }
         state.user = state.image.config.user.clone().unwrap_or_default();
+        self.check_base_platform(i, &state);
         if let (Base::Image(r), Some(v)) = (&info.base, state.vertex) {
             let name = state.progress_name(&format!("FROM {r}"));
             let meta = self.meta(name, stage.span, &state);

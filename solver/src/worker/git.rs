@@ -385,20 +385,17 @@ async fn checkout(
     }
     let commit_time: i64 =
         run(with_gd(&["log", "-1", "--format=%ct", &pin.commit]), None).await?.trim().parse().unwrap_or(0);
-    match subdir {
-        Some(sub) => {
-            let from = inside(&tree, sub).ok_or_else(|| GitError::Subdir {
-                remote: remote.clone(),
-                subdir: sub.display().to_string(),
-                reason: "no such directory in the repository".into(),
-            })?;
-            for entry in std::fs::read_dir(&from).map_err(io(&from))? {
-                let entry = entry.map_err(io(&from))?;
-                let to = diff.join(entry.file_name());
-                std::fs::rename(entry.path(), &to).map_err(io(&to))?;
-            }
+    if let Some(sub) = subdir {
+        let from = inside(&tree, sub).ok_or_else(|| GitError::Subdir {
+            remote: remote.clone(),
+            subdir: sub.display().to_string(),
+            reason: "no such directory in the repository".into(),
+        })?;
+        for entry in std::fs::read_dir(&from).map_err(io(&from))? {
+            let entry = entry.map_err(io(&from))?;
+            let to = diff.join(entry.file_name());
+            std::fs::rename(entry.path(), &to).map_err(io(&to))?;
         }
-        None => {}
     }
     stamp(diff, commit_time).map_err(io(diff))
 }
