@@ -6,6 +6,16 @@ use crate::harness::{self, Image, Rbuild, require_lab};
 use crate::http_server::Server;
 use std::path::Path;
 
+/// Returns from the test, with a printed reason, when the `git` program is missing.
+macro_rules! require_git {
+    () => {
+        if std::process::Command::new("git").arg("--version").output().is_err() {
+            eprintln!("skipped: git is not installed (scripts/setup.sh installs it)");
+            return;
+        }
+    };
+}
+
 fn sh(dir: &Path, script: &str) -> String {
     let out = std::process::Command::new("/bin/sh")
         .arg("-c")
@@ -58,6 +68,7 @@ fn ran(o: &crate::harness::Outcome) -> Vec<String> {
 #[test]
 fn git_refs_subdirs_and_git_dirs_over_smart_http() {
     require_lab!();
+    require_git!();
     let lab = harness::lab();
     let root = harness::tempdir();
     repository(root.path());
@@ -113,6 +124,7 @@ fn git_refs_subdirs_and_git_dirs_over_smart_http() {
 #[test]
 fn git_errors_name_the_repository_and_ref() {
     require_lab!();
+    require_git!();
     let lab = harness::lab();
     let root = harness::tempdir();
     repository(root.path());
