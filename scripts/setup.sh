@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages rbuild's tests and examples use. Idempotent.
 set -euo pipefail
-PKGS=(docker-registry skopeo umoci oci-image-tool busybox-static jq apache2-utils pigz git)
+PKGS=(docker-registry skopeo umoci oci-image-tool busybox-static jq apache2-utils pigz git openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
