@@ -15,8 +15,5 @@ mod conformance_builds;
 mod errors;
 mod explain;
 mod gc;
-mod image_commands;
-mod login;
 mod outputs;
 mod reproducible;
-mod sandbox;
