@@ -17,3 +17,4 @@ mod explain;
 mod gc;
 mod outputs;
 mod reproducible;
+mod sandbox;
