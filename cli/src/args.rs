@@ -56,6 +56,42 @@ pub enum Command {
     /// Inspect internals: the parsed Dockerfile or the build graph.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Show images' configuration and metadata as JSON (docker image inspect).
+    #[command(after_help = crate::commands::inspect::EXAMPLES)]
+    Inspect(crate::commands::inspect::InspectArgs),
+    /// Show the build steps of an image, newest first.
+    #[command(after_help = crate::commands::history::EXAMPLES)]
+    History(crate::commands::history::HistoryArgs),
+    /// Give an image another name.
+    #[command(after_help = crate::commands::tag::EXAMPLES)]
+    Tag(crate::commands::tag::TagArgs),
+    /// Remove image names (the content stays until `rbuild prune`).
+    #[command(after_help = crate::commands::rmi::EXAMPLES)]
+    Rmi(crate::commands::rmi::RmiArgs),
+    /// Push an image from the local store to its registry.
+    #[command(after_help = crate::commands::push::EXAMPLES)]
+    Push(crate::commands::push::PushArgs),
+    /// Pull an image from a registry into the local store.
+    #[command(after_help = crate::commands::pull::EXAMPLES)]
+    Pull(crate::commands::pull::PullArgs),
+    /// Write images to a tar archive (docker-archive or OCI layout).
+    #[command(after_help = crate::commands::save::EXAMPLES)]
+    Save(crate::commands::save::SaveArgs),
+    /// Load images from a docker-archive or OCI layout tar.
+    #[command(after_help = crate::commands::load::EXAMPLES)]
+    Load(crate::commands::load::LoadArgs),
+    /// Log in to a registry.
+    #[command(after_help = crate::commands::login::LOGIN_EXAMPLES)]
+    Login(crate::commands::login::LoginArgs),
+    /// Log out from a registry.
+    #[command(after_help = crate::commands::login::LOGOUT_EXAMPLES)]
+    Logout(crate::commands::login::LogoutArgs),
+    /// Show version information (rbuild, rustc, OS, cgroup version).
+    #[command(after_help = crate::commands::version::EXAMPLES)]
+    Version(crate::commands::version::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = crate::commands::completion::EXAMPLES)]
+    Completion(crate::commands::completion::CompletionArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:

@@ -205,6 +205,18 @@ async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
         }
         Command::Debug(DebugCommand::Ir { format, build }) => commands::debug::ir(format, &build, root).await,
         Command::Debug(DebugCommand::Why { build }) => commands::debug::why(&build, root).await,
+        Command::Inspect(args) => commands::inspect::run(&args, root),
+        Command::History(args) => commands::history::run(&args, root),
+        Command::Tag(args) => commands::tag::run(&args, root),
+        Command::Rmi(args) => commands::rmi::run(&args, root),
+        Command::Push(args) => commands::push::run(&args, root).await,
+        Command::Pull(args) => commands::pull::run(&args, root).await,
+        Command::Save(args) => commands::save::run(&args, root).await,
+        Command::Load(args) => commands::load::run(&args, root).await,
+        Command::Login(args) => commands::login::login(&args).await,
+        Command::Logout(args) => commands::login::logout(&args).await,
+        Command::Version(args) => commands::version::run(&args),
+        Command::Completion(args) => commands::completion::run(&args),
         Command::Debug(DebugCommand::Parse { file, context }) => commands::debug_parse::run(file, &context),
     }
 }

@@ -38,6 +38,12 @@ pub enum EngineError {
     /// The request itself is invalid (names what).
     #[error("{0}")]
     Invalid(String),
+    /// An image of the store cannot be found or used.
+    #[error(transparent)]
+    Image(Box<crate::ImageError>),
+    /// An image archive cannot be loaded.
+    #[error(transparent)]
+    Load(Box<crate::LoadError>),
 }
 
 impl From<registry::RegistryError> for EngineError {

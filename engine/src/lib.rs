@@ -13,15 +13,28 @@ mod check;
 mod error;
 mod explain;
 mod export;
+mod images;
+mod load;
+mod pull;
+mod push;
 mod request;
 mod resolve;
 mod run_options;
+mod save;
 mod ssh_agent;
 
 pub use check::CheckReport;
 pub use error::{DockerfileFailure, EngineError};
+pub use images::{
+    DANGLING_PREFIX, HistoryEntry, ImageError, ImageInspect, InspectMetadata, InspectRootFs, Removed,
+    StoredImage,
+};
+pub use load::{LoadError, LoadedImage};
+pub use pull::{LayerStatus, PullOutcome, TransferProgress};
+pub use push::PushOutcome;
 pub use request::{BuildOutcome, BuildRequest, ImageSummary};
 pub use run_options::{Entitlement, RunOptions, SshSource, UnknownEntitlement};
+pub use save::ArchiveFormat;
 pub use ssh_agent::SshAgentError;
 
 use cache::Store;

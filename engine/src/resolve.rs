@@ -61,14 +61,27 @@ impl crate::Engine {
         if let Some(index) = &resolved.index {
             content.write_bytes(&index.bytes).map_err(cache::StoreError::from)?;
         }
-        let pin = Pin { manifest: manifest.clone(), config };
-        meta.put_kv(PIN_NAMESPACE, &pin_key(req), &serde_json::to_vec(&pin).expect("pins serialize"))?;
+        self.remember_resolved(req, &manifest, &config)?;
         progress.done(&step, start, Default::default());
         Ok(BaseImage { pinned: req.reference.with_digest(manifest), config: resolved.config })
     }
 }
 
 impl crate::Engine {
+    /// Pins `req` to `manifest` (whose config is `config`), so builds use it without asking
+    /// the registry (also used by `rbuild pull`).
+    pub(crate) fn remember_resolved(
+        &self,
+        req: &ImageRequest,
+        manifest: &Digest,
+        config: &Digest,
+    ) -> Result<(), EngineError> {
+        let pin = Pin { manifest: manifest.clone(), config: config.clone() };
+        let value = serde_json::to_vec(&pin).expect("pins serialize");
+        self.store.meta().put_kv(PIN_NAMESPACE, &pin_key(req), &value)?;
+        Ok(())
+    }
+
     /// The image named `req.reference` in the local store, for `req.platform`.
     fn local_image(&self, req: &ImageRequest) -> Result<Option<BaseImage>, EngineError> {
         let mut name = req.reference.clone();

@@ -15,6 +15,8 @@ mod conformance_builds;
 mod errors;
 mod explain;
 mod gc;
+mod image_commands;
+mod login;
 mod outputs;
 mod reproducible;
 mod sandbox;

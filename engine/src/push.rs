@@ -1,0 +1,62 @@
+//! `rbuild push`: send a stored image to the registry its name points at, blobs first and
+//! the manifest last (so the tag never points at incomplete content).
+
+use crate::images::ImageError;
+use crate::pull::{LayerStatus, TransferProgress};
+use crate::{Engine, EngineError};
+use exporter::PushProgress;
+use registry::{AnyManifest, Descriptor, Digest, PushedBlob, Reference};
+use std::collections::BTreeSet;
+
+/// What [`Engine::push_image`] did.
+#[derive(Clone, Debug)]
+pub struct PushOutcome {
+    /// The manifest pushed.
+    pub manifest: Descriptor,
+    /// The digest the name now points at in the registry.
+    pub digest: Digest,
+}
+
+impl Engine {
+    /// Pushes the image stored under `name` to `name`'s registry and repository.
+    ///
+    /// Cancellation (dropping the future) stops the uploads in flight; the registry may keep
+    /// blobs already sent, but the tag is untouched until the last request. Concurrent
+    /// pushes are safe.
+    pub async fn push_image(
+        &self,
+        name: &Reference,
+        progress: &(dyn Fn(TransferProgress) + Send + Sync),
+    ) -> Result<PushOutcome, EngineError> {
+        let key = name.to_string();
+        let record = self
+            .store
+            .meta()
+            .get_image(&key)?
+            .ok_or_else(|| ImageError::NotFound { query: name.familiar() })?;
+        let bytes = self.store.content().read(&record.manifest.digest).map_err(cache::StoreError::from)?;
+        let layers: BTreeSet<Digest> = match AnyManifest::parse(Some(&record.manifest.media_type), &bytes) {
+            Ok(AnyManifest::Image(m)) => m.layers.into_iter().map(|l| l.digest).collect(),
+            Ok(AnyManifest::Index(_)) => BTreeSet::new(),
+            Err(e) => return Err(ImageError::Damaged { name: name.familiar(), reason: e.to_string() }.into()),
+        };
+        let report = |p: PushProgress| match p {
+            PushProgress::Blob { digest, sent, total } if layers.contains(&digest) => {
+                progress(TransferProgress::Bytes { digest, current: sent, total })
+            }
+            PushProgress::BlobDone { digest, outcome } if layers.contains(&digest) => {
+                let status = match outcome {
+                    PushedBlob::AlreadyPresent => LayerStatus::AlreadyExists,
+                    PushedBlob::Mounted => LayerStatus::Mounted,
+                    PushedBlob::Uploaded => LayerStatus::Pushed,
+                };
+                progress(TransferProgress::Layer { digest, status })
+            }
+            _ => {}
+        };
+        let digest =
+            exporter::push_image(&self.client, self.store.content(), &record.manifest, name, None, &report)
+                .await?;
+        Ok(PushOutcome { manifest: record.manifest, digest })
+    }
+}
