@@ -3,9 +3,11 @@
 //! credential helper), never printed, and used by `push`.
 
 use crate::harness::{self, Rbuild, Registry, require_lab};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 const USER: &str = "e2e-user";
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -49,6 +51,58 @@ fn run_with_stdin(rb: &Rbuild, args: &[&str], stdin: &str, path: Option<&Path>) 
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `rbuild --root ROOT <args>` in a terminal (util-linux `script` makes one) and types
+/// each answer once its prompt has appeared. Returns everything the terminal showed.
+fn run_in_terminal(rb: &Rbuild, args: &str, answers: &[(&str, &str)]) -> String {
+    let cmdline = format!("{} --root {} {args}", harness::rbuild::PROGRAM, rb.root().display());
+    let mut child = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("DOCKER_CONFIG", rb.root().join("docker-config"))
+        .env("RBUILD_CONFIG", rb.config_file())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn script (util-linux)");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut shown = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut next = 0;
+    let mut seen_until = 0;
+    loop {
+        if let Some((prompt, answer)) = answers.get(next)
+            && let Some(at) = shown[seen_until..].find(prompt)
+        {
+            seen_until += at + prompt.len();
+            stdin.write_all(format!("{answer}\n").as_bytes()).expect("type an answer");
+            next += 1;
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => shown.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("no prompt {:?} within a minute; the terminal shows:\n{shown}", answers.get(next));
+            }
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    shown
 }
 
 fn config_json(rb: &Rbuild) -> serde_json::Value {
@@ -103,6 +157,22 @@ fn login_checks_saves_and_logout_forgets_like_docker() {
     assert!(o.stdout.contains("Not logged in"), "{o}");
     let o = rb.cmd(["pull", &target]).run();
     assert_eq!(o.code, Some(1), "pull after logout:\n{o}");
+}
+
+#[test]
+fn login_on_a_terminal_asks_and_never_echoes_the_password() {
+    require_lab!();
+    let registry = Registry::start_with_auth(USER, PASSWORD);
+    let host = registry.host();
+    let rb = Rbuild::new();
+    let shown =
+        run_in_terminal(&rb, &format!("login {host}"), &[("Username: ", USER), ("Password: ", PASSWORD)]);
+    assert!(shown.contains("Login Succeeded"), "{shown}");
+    assert!(shown.contains(USER), "the user name is echoed as typed:\n{shown}");
+    assert!(!shown.contains(PASSWORD), "the password was echoed:\n{shown}");
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert_eq!(config_json(&rb)["auths"][&host]["auth"], expected.as_str());
 }
 
 /// A `docker-credential-e2e` helper keeping one secret in `dir/secret.json`.

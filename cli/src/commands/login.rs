@@ -77,15 +77,11 @@ fn config_dir() -> Result<PathBuf> {
     })
 }
 
-/// Reads one line from a terminal, without echo for secrets.
+/// Reads one line from a terminal, without echo for secrets. Echo goes off before the
+/// prompt appears, so nothing typed after the prompt is ever shown.
 fn prompt(label: &str, secret: bool) -> Result<String> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
-    {
-        let mut err = std::io::stderr().lock();
-        write!(err, "{label}: ")?;
-        err.flush()?;
-    }
     let saved = if secret {
         let saved = tcgetattr(&stdin).context("cannot read the terminal settings")?;
         let mut quiet = saved.clone();
@@ -97,7 +93,13 @@ fn prompt(label: &str, secret: bool) -> Result<String> {
         None
     };
     let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
+    let read = (|| -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        write!(err, "{label}: ")?;
+        err.flush()?;
+        drop(err);
+        stdin.lock().read_line(&mut line)
+    })();
     if let Some(saved) = saved {
         let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
     }
