@@ -29,6 +29,12 @@ use std::sync::Arc;
 /// Files outside `blobs/` up to this size are kept in memory while reading.
 const SMALL_FILE: u64 = 1 << 20;
 
+/// At most this much of the archive is held in memory; later small files go to the store.
+const MEMORY_BUDGET: u64 = 64 << 20;
+
+/// Manifests, indexes and configs larger than this are refused rather than read.
+const MAX_DOCUMENT: u64 = 64 << 20;
+
 /// Why an archive cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -202,6 +208,7 @@ fn ingest(
 fn read_contents(store: &Store, input: Box<dyn Read + Send>) -> Result<Contents, EngineError> {
     let mut archive = tar::Archive::new(decompressed(input)?);
     let mut out = Contents::default();
+    let mut in_memory = 0u64;
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let path = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
@@ -229,7 +236,8 @@ fn read_contents(store: &Store, input: Box<dyn Read + Send>) -> Result<Contents,
         let stashed = if let Some(expected) = blob_name {
             let (d, n) = ingest(store, &mut entry, &path, Some(&expected))?;
             Stashed::Blob(d, n)
-        } else if size <= SMALL_FILE {
+        } else if size <= SMALL_FILE && in_memory + size <= MEMORY_BUDGET {
+            in_memory += size;
             let mut bytes = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut bytes).map_err(read_err)?;
             Stashed::Bytes(bytes)
@@ -260,6 +268,11 @@ impl Contents {
         match self.get(path) {
             None => Ok(None),
             Some(Stashed::Bytes(b)) => Ok(Some(b.clone())),
+            Some(Stashed::Blob(_, n)) if *n > MAX_DOCUMENT => Err(LoadError::Invalid {
+                path: path.to_string(),
+                reason: format!("{n} bytes is too large for a JSON document"),
+            }
+            .into()),
             Some(Stashed::Blob(d, _)) => Ok(Some(store.content().read(d).map_err(store_err)?)),
         }
     }
@@ -450,6 +463,13 @@ fn docker_images(store: &Store, contents: &Contents) -> Result<Vec<Found>, Engin
 /// A blob the archive must have provided, checked against its descriptor's size.
 fn read_blob(store: &Store, what: &'static str, desc: &Descriptor) -> Result<Vec<u8>, EngineError> {
     check_blob(store, what, desc)?;
+    if desc.size > MAX_DOCUMENT {
+        return Err(LoadError::Invalid {
+            path: format!("{what} {}", desc.digest),
+            reason: format!("{} bytes is too large for a JSON document", desc.size),
+        }
+        .into());
+    }
     store.content().read(&desc.digest).map_err(store_err)
 }
 
