@@ -106,6 +106,12 @@ pub async fn run(w: &LocalWorker, step: &Step, exec: &ir::Exec, inputs: &[Ref]) 
                 // An optional secret that was not given is skipped entirely, like BuildKit.
                 let Some(data) = data else { continue };
                 if let Some(name) = env {
+                    if data.contains(&0) {
+                        return Err(SolveError::msg(
+                            &step.name,
+                            format!("secret {id} contains a NUL byte and cannot be the variable {name}"),
+                        ));
+                    }
                     secret_env.push(format!("{name}={}", String::from_utf8_lossy(&data)));
                 }
                 if m.dest.is_empty() {
