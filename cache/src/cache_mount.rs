@@ -332,8 +332,10 @@ impl crate::Store {
             Some(v) => format!("{}:{v}", req.id),
             None => req.id.clone(),
         };
-        let key_dir =
-            self.inner.root.join("cache-mounts").join(&Digest::of_bytes(key.as_bytes()).hex()[..32]);
+        // Prefixed, so that directories of the earlier one-directory-per-id layout (named by
+        // the id's bare hash) are never taken for a pool.
+        let name = Digest::of_bytes(format!("cache-mount:{key}").as_bytes());
+        let key_dir = self.inner.root.join("cache-mounts").join(&name.hex()[..32]);
         loop {
             // Created before looking, so that a release between the look and the wait wakes it.
             let changed = mounts.changed.notified();
