@@ -20,6 +20,12 @@ pub enum TransferProgress {
         /// The blob's size.
         total: u64,
     },
+    /// Push: layers the registry may already have in this repository of it are mounted from
+    /// there instead of uploaded, where possible.
+    MountFrom {
+        /// The repository's path in the registry (`library/busybox`).
+        repository: String,
+    },
     /// A layer is done.
     Layer {
         /// The layer blob.

@@ -54,9 +54,39 @@ impl Engine {
             }
             _ => {}
         };
+        let mount_from = self.mount_source(name, &layers);
+        if let Some(m) = &mount_from {
+            progress(TransferProgress::MountFrom { repository: m.repository.clone() });
+        }
+        let content = self.store.content();
         let digest =
-            exporter::push_image(&self.client, self.store.content(), &record.manifest, name, None, &report)
+            exporter::push_image(&self.client, content, &record.manifest, name, mount_from.as_ref(), &report)
                 .await?;
         Ok(PushOutcome { manifest: record.manifest, digest })
+    }
+
+    /// Another repository of the same registry whose stored image shares the most layers
+    /// with the one pushed: the registry may hold those layers there, to be mounted instead
+    /// of uploaded. (docker remembers where each blob came from; the store's names are the
+    /// nearest thing rbuild keeps.) A wrong guess costs nothing: the registry answers the
+    /// mount request by starting the ordinary upload.
+    fn mount_source(&self, name: &Reference, layers: &BTreeSet<Digest>) -> Option<Reference> {
+        let mut best: Option<(usize, Reference)> = None;
+        for (other, record) in self.store.meta().list_images().ok()? {
+            let Ok(r) = other.parse::<Reference>() else { continue };
+            if r.registry != name.registry || r.repository == name.repository {
+                continue;
+            }
+            let Ok(bytes) = self.store.content().read(&record.manifest.digest) else { continue };
+            let Ok(AnyManifest::Image(m)) = AnyManifest::parse(Some(&record.manifest.media_type), &bytes)
+            else {
+                continue;
+            };
+            let shared = m.layers.iter().filter(|l| layers.contains(&l.digest)).count();
+            if shared > 0 && best.as_ref().is_none_or(|(n, _)| shared > *n) {
+                best = Some((shared, r));
+            }
+        }
+        best.map(|(_, r)| r)
     }
 }

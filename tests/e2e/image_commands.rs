@@ -245,6 +245,14 @@ fn push_pull_then_build_without_the_registry() {
         "the registry has another manifest"
     );
 
+    // Into another repository of the base's registry: the layers are mounted, not sent.
+    let beside_base = lab.registry.image("e2e/mounted-from-base:1");
+    a.cmd(["tag", &lab.base, &beside_base]).expect_ok();
+    let o = a.cmd(["push", &beside_base]).expect_ok();
+    assert!(o.stdout.contains("Mounted from lab/busybox") && !o.stdout.contains("Pushed"), "{o}");
+    let mounts = lab.registry.requests("POST", "/v2/e2e/mounted-from-base/blobs/uploads/?mount=").len();
+    assert!(mounts > 0, "no mount request:\n{}", lab.registry.access_log());
+
     let b = Rbuild::new();
     let o = b.cmd(["pull", "-q", &target]).expect_ok();
     assert_eq!(o.stdout.trim(), target, "-q prints only the name:\n{o}");

@@ -84,6 +84,8 @@ struct LiveState {
     start: Instant,
     last_draw: Option<Instant>,
     drawn: bool,
+    /// The repository a push mounts layers from.
+    mount: Option<String>,
 }
 
 impl TransferReport {
@@ -99,6 +101,7 @@ impl TransferReport {
                 start: Instant::now(),
                 last_draw: None,
                 drawn: false,
+                mount: None,
             }),
         }
     }
@@ -116,17 +119,19 @@ impl TransferReport {
                     self.draw(&mut state);
                 }
             }
+            TransferProgress::MountFrom { repository } => state.mount = Some(repository),
             TransferProgress::Layer { digest, status } => {
                 if let Some((_, total)) = state.layers.remove(&digest) {
                     state.finished += total;
                 }
                 self.clear(&mut state);
-                let text = match (self.pull, status) {
-                    (true, LayerStatus::AlreadyExists) => "Already exists",
-                    (true, _) => "Pull complete",
-                    (false, LayerStatus::AlreadyExists) => "Layer already exists",
-                    (false, LayerStatus::Mounted) => "Mounted from another repository",
-                    (false, _) => "Pushed",
+                let text = match (self.pull, status, &state.mount) {
+                    (true, LayerStatus::AlreadyExists, _) => "Already exists".to_string(),
+                    (true, _, _) => "Pull complete".to_string(),
+                    (false, LayerStatus::AlreadyExists, _) => "Layer already exists".to_string(),
+                    (false, LayerStatus::Mounted, Some(from)) => format!("Mounted from {from}"),
+                    (false, LayerStatus::Mounted, None) => "Mounted from another repository".to_string(),
+                    (false, _, _) => "Pushed".to_string(),
                 };
                 println!("{}: {text}", &digest.hex()[..12]);
             }
