@@ -58,13 +58,16 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         .iter()
         .map(|t| t.parse::<Reference>().map_err(|e| usage(format!("invalid tag {t:?}: {}", e.reason))))
         .collect::<Result<_>>()?;
-    let platform = match args.platform.as_ref().or(crate::settings().platform.as_ref()) {
-        None => None,
-        Some(p) if p.contains(',') => {
-            return Err(usage(format!("building several platforms at once ({p}) is not supported yet")));
+    // `--platform linux/amd64,linux/arm64` builds both and makes an image index.
+    let mut platforms: Vec<Platform> = Vec::new();
+    if let Some(list) = args.platform.as_ref().or(crate::settings().platform.as_ref()) {
+        for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let p = p.parse::<Platform>().map_err(|e| usage(e.to_string()))?;
+            if !platforms.contains(&p) {
+                platforms.push(p);
+            }
         }
-        Some(p) => Some(p.parse::<Platform>().map_err(|e| usage(e.to_string()))?),
-    };
+    }
     let mut outputs: Vec<Output> = args
         .outputs
         .iter()
@@ -126,7 +129,7 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         dockerignore,
         build_args,
         target: args.target.clone(),
-        platform,
+        platforms,
         labels,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),

@@ -5,6 +5,7 @@ use crate::{BuildOutcome, BuildRequest, Engine, EngineError, explain, run_option
 use cache::checksum::ChecksumCache;
 use frontend::lower::{self, LowerError, LowerOptions, Lowered};
 use registry::Platform;
+use solver::ir::{Graph, VertexId};
 use solver::progress::{Event, ProgressSink};
 use solver::{LocalWorker, Ref, SolveOptions, Solver, WorkerConfig};
 use std::collections::BTreeMap;
@@ -24,6 +25,18 @@ impl Engine {
     /// Cancellation: dropping the future stops between registry calls; nothing is left half
     /// written (resolved manifests are stored atomically).
     pub async fn lower(&self, req: &BuildRequest, progress: &ProgressSink) -> Result<Lowered, EngineError> {
+        self.lower_for(req, req.platforms.first(), false, progress).await
+    }
+
+    /// [`Engine::lower`] for one of the requested platforms (`None`: the build platform);
+    /// `multi` prefixes step names with the platform.
+    pub async fn lower_for(
+        &self,
+        req: &BuildRequest,
+        platform: Option<&Platform>,
+        multi: bool,
+        progress: &ProgressSink,
+    ) -> Result<Lowered, EngineError> {
         let dockerfile_err =
             |error: frontend::DockerfileError| EngineError::dockerfile(error, &req.dockerfile);
         if req.dockerfile.trim().is_empty() {
@@ -37,11 +50,12 @@ impl Engine {
             source: req.dockerfile.clone(),
             build_args: req.build_args.clone(),
             target: req.target.clone(),
-            target_platform: req.platform.clone(),
+            target_platform: platform.cloned(),
             build_platform: Platform::host(),
             labels: req.labels.clone(),
             context_name: CONTEXT.to_string(),
             dockerignore: req.dockerignore.clone(),
+            platform_prefix: multi,
             no_cache: req.no_cache,
             no_cache_filter: req.no_cache_filter.clone(),
             images: BTreeMap::new(),
@@ -90,18 +104,39 @@ impl Engine {
     /// Runs nothing.
     pub async fn why(&self, req: &BuildRequest) -> Result<Option<solver::explain::Explanation>, EngineError> {
         let quiet = ProgressSink::discard();
-        let lowered = self.lower(req, &quiet).await?;
-        let Some(target) = lowered.target else { return Ok(None) };
+        let lowered = self.lower_all(req, &quiet).await?;
+        let (graph, targets) = merge(&lowered);
+        let targets: Vec<VertexId> = targets.into_iter().flatten().collect();
+        if targets.is_empty() {
+            return Ok(None);
+        }
         let (worker, checksums, checksum_path) = self.worker(req, solver::RunConfig::default());
         let options = SolveOptions { max_parallel_exec: 1, ignore_cache: req.no_cache };
         let solver = Solver::new(worker.clone(), quiet, options);
-        let graph = lowered.graph;
-        let keys = solver.keys(&Arc::new(graph.clone()), &[target]).await?;
-        let plan = solver.plan(&graph, &[target], &keys)?;
+        let keys = solver.keys(&Arc::new(graph.clone()), &targets).await?;
+        let plan = solver.plan(&graph, &targets, &keys)?;
         let previous = explain::previous(&self.store, &explain::target_id(req));
         let record = explain::record(&graph, &keys, previous.as_ref(), &worker);
         let _ = checksums.save(&checksum_path);
         Ok(explain::first_miss(&graph, &plan, &record, previous.as_ref(), req.no_cache))
+    }
+
+    /// Lowers the Dockerfile once per requested platform (once for the build platform when
+    /// none was requested).
+    async fn lower_all(
+        &self,
+        req: &BuildRequest,
+        progress: &ProgressSink,
+    ) -> Result<Vec<Lowered>, EngineError> {
+        if req.platforms.is_empty() {
+            return Ok(vec![self.lower_for(req, None, false, progress).await?]);
+        }
+        let multi = req.platforms.len() > 1;
+        let mut out = Vec::with_capacity(req.platforms.len());
+        for p in &req.platforms {
+            out.push(self.lower_for(req, Some(p), multi, progress).await?);
+        }
+        Ok(out)
     }
 
     /// Runs one build.
@@ -122,26 +157,25 @@ impl Engine {
             )));
         }
         self.enforce_cap(&progress)?;
-        let lowered = self.lower(&req, &progress).await?;
-        let mut warnings: Vec<String> = lowered
+        let all = self.lower_all(&req, &progress).await?;
+        let first = &all[0];
+        let mut warnings: Vec<String> = first
             .warnings
             .iter()
             .map(|w| format!("{}: {} (line {})", w.rule, w.message, w.span.start_line))
             .collect();
-        if !lowered.unused_build_args.is_empty() {
-            warnings
-                .push(format!("one or more build-args {:?} were not consumed", lowered.unused_build_args));
+        if !first.unused_build_args.is_empty() {
+            warnings.push(format!("one or more build-args {:?} were not consumed", first.unused_build_args));
         }
         for w in &warnings {
             progress.send(Event::Warning { message: w.clone() });
         }
-        if let Some(e) = &lowered.lint_error {
+        if let Some(e) = &first.lint_error {
             return Err(EngineError::Invalid(e.clone()));
         }
-
-        if let Some(target) = lowered.target {
-            run_options::check_entitlements(&lowered.graph, &[target], &req.run.allow)?;
-        }
+        let (graph, targets) = merge(&all);
+        let solve_targets: Vec<VertexId> = targets.iter().flatten().copied().collect();
+        run_options::check_entitlements(&graph, &solve_targets, &req.run.allow)?;
         let run_opts = req.run.clone();
         let resources = tokio::task::spawn_blocking(move || run_options::prepare(&run_opts))
             .await
@@ -153,38 +187,44 @@ impl Engine {
             progress.clone(),
             SolveOptions { max_parallel_exec: self.config.max_parallel_exec, ignore_cache: req.no_cache },
         );
-        let graph = Arc::new(lowered.graph.clone());
-        let (chain, ran, cached) = match lowered.target {
-            None => (Vec::new(), 0, 0),
-            Some(target) => {
-                let keys = solver.keys(&graph, &[target]).await?;
-                let plan = solver.plan(&graph, &[target], &keys)?;
-                let target_id = explain::target_id(&req);
-                let previous = explain::previous(&self.store, &target_id);
-                let record = explain::record(&graph, &keys, previous.as_ref(), &worker);
-                if req.explain || req.expect_cached {
-                    let miss = explain::first_miss(&graph, &plan, &record, previous.as_ref(), req.no_cache);
-                    if let Some(miss) = miss {
-                        if req.expect_cached {
-                            return Err(EngineError::NotCached(Box::new(miss)));
+        let graph = Arc::new(graph);
+        let mut chains: Vec<Vec<cache::LayerId>> = vec![Vec::new(); all.len()];
+        let (mut ran, mut cached) = (0, 0);
+        if !solve_targets.is_empty() {
+            let keys = solver.keys(&graph, &solve_targets).await?;
+            let plan = solver.plan(&graph, &solve_targets, &keys)?;
+            let target_id = explain::target_id(&req);
+            let previous = explain::previous(&self.store, &target_id);
+            let record = explain::record(&graph, &keys, previous.as_ref(), &worker);
+            if req.explain || req.expect_cached {
+                let miss = explain::first_miss(&graph, &plan, &record, previous.as_ref(), req.no_cache);
+                if let Some(miss) = miss {
+                    if req.expect_cached {
+                        return Err(EngineError::NotCached(Box::new(miss)));
+                    }
+                    progress.send(Event::Note { message: format!("cache miss: {miss}") });
+                }
+            }
+            let solution = solver.execute(graph, &solve_targets, keys, plan, cancel).await?;
+            explain::save(&self.store, &target_id, &record)?;
+            let mut outputs = solution.outputs.iter();
+            for (chain, target) in chains.iter_mut().zip(&targets) {
+                if target.is_some() {
+                    match outputs.next() {
+                        Some(Ref::Chain(c)) => *chain = c.clone(),
+                        _ => {
+                            return Err(EngineError::Invalid("the target is the build context itself".into()));
                         }
-                        progress.send(Event::Note { message: format!("cache miss: {miss}") });
                     }
                 }
-                let solution = solver.execute(graph, &[target], keys, plan, cancel).await?;
-                explain::save(&self.store, &target_id, &record)?;
-                let chain = match &solution.outputs[0] {
-                    Ref::Chain(c) => c.clone(),
-                    Ref::Dir { .. } => {
-                        return Err(EngineError::Invalid("the target is the build context itself".into()));
-                    }
-                };
-                (chain, solution.ran.len(), solution.cached.len())
             }
-        };
+            (ran, cached) = (solution.ran.len(), solution.cached.len());
+        }
         // The checksum cache only speeds things up: failing to save it is not a build failure.
         let _ = checksums.save(&checksum_path);
-        let mut outcome = self.export(&req, &lowered, &chain, &progress).await?;
+        let images: Vec<(&Lowered, &[cache::LayerId])> =
+            all.iter().zip(chains.iter()).map(|(l, c)| (l, c.as_slice())).collect();
+        let mut outcome = self.export(&req, &images, &progress).await?;
         outcome.warnings = warnings;
         outcome.steps_ran = ran;
         outcome.steps_cached = cached;
@@ -207,4 +247,20 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// One graph for all platforms (what they share runs once) and each platform's target in it.
+fn merge(all: &[Lowered]) -> (Graph, Vec<Option<VertexId>>) {
+    if let [one] = all {
+        return (one.graph.clone(), vec![one.target]);
+    }
+    let mut graph = Graph::new();
+    let targets = all
+        .iter()
+        .map(|l| {
+            let ids = graph.import(&l.graph);
+            l.target.map(|t| ids[t.index()])
+        })
+        .collect();
+    (graph, targets)
 }

@@ -24,7 +24,7 @@ pub(crate) fn target_id(req: &BuildRequest) -> String {
         context.display(),
         req.dockerfile_name,
         req.target.as_deref().unwrap_or(""),
-        req.platform.as_ref().map(|p| p.to_string()).unwrap_or_default()
+        req.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
     );
     registry::Digest::of_bytes(text.as_bytes()).hex().to_string()
 }

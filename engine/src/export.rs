@@ -137,18 +137,30 @@ pub(crate) fn image_id(store: &Store, manifest: &Descriptor) -> Result<Digest, E
     }
 }
 
+/// One platform's result: what was lowered and the layer chain the solve produced.
+pub(crate) type PlatformResult<'a> = (&'a Lowered, &'a [LayerId]);
+
+/// The local-output directory of one platform when several are built (BuildKit's layout).
+fn platform_dir(p: &registry::Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}_{}_{v}", p.os, p.architecture),
+        None => format!("{}_{}", p.os, p.architecture),
+    }
+}
+
 impl Engine {
+    /// Writes the build's image(s) and every requested output. Several platforms give one
+    /// image per platform under an image index.
     pub(crate) async fn export(
         &self,
         req: &BuildRequest,
-        lowered: &Lowered,
-        chain: &[LayerId],
+        images: &[PlatformResult<'_>],
         progress: &ProgressSink,
     ) -> Result<BuildOutcome, EngineError> {
         let step = "export".to_string();
         progress.started(&step, "exporting to image");
         let start = Instant::now();
-        let result = self.export_inner(req, lowered, chain, progress, &step).await;
+        let result = self.export_inner(req, images, progress, &step).await;
         match &result {
             Ok(_) => progress.done(&step, start, Default::default()),
             Err(e) => progress.failed(&step, e.to_string()),
@@ -156,14 +168,15 @@ impl Engine {
         result
     }
 
-    async fn export_inner(
+    /// Layer blobs, config and manifest of one platform's image.
+    async fn write_platform_image(
         &self,
         req: &BuildRequest,
         lowered: &Lowered,
         chain: &[LayerId],
         progress: &ProgressSink,
         step: &str,
-    ) -> Result<BuildOutcome, EngineError> {
+    ) -> Result<(exporter::WrittenImage, ImageConfig), EngineError> {
         let epoch = lowered.source_date_epoch;
         let image_output = req.outputs.iter().find(|o| o.needs_image());
         let opts = image_output.map_or_else(
@@ -206,8 +219,38 @@ impl Engine {
         let layers: Vec<Descriptor> = blobs.into_iter().map(|(b, _)| b.descriptor).collect();
         solver::remember_chain(&self.store, &config.rootfs.diff_ids, chain)?;
         let written = exporter::write_image(self.store.content(), &config, &layers, oci)?;
-        let manifest = written.manifest.clone();
-        let image_id = written.config.digest.clone();
+        Ok((written, config))
+    }
+
+    async fn export_inner(
+        &self,
+        req: &BuildRequest,
+        images: &[PlatformResult<'_>],
+        progress: &ProgressSink,
+        step: &str,
+    ) -> Result<BuildOutcome, EngineError> {
+        let multi = images.len() > 1;
+        let mut written = Vec::with_capacity(images.len());
+        for (lowered, chain) in images {
+            written.push(self.write_platform_image(req, lowered, chain, progress, step).await?);
+        }
+        let platforms: Vec<registry::Platform> = written.iter().map(|(_, c)| c.platform()).collect();
+        let (manifest, image_id) = if multi {
+            let oci = req.outputs.iter().find_map(|o| match o {
+                Output::Image { oci_media_types, .. } => Some(*oci_media_types),
+                _ => None,
+            });
+            let mut manifests: Vec<Descriptor> = written.iter().map(|(w, _)| w.manifest.clone()).collect();
+            for (m, p) in manifests.iter_mut().zip(&platforms) {
+                m.platform = Some(p.clone());
+            }
+            let index = exporter::write_index(self.store.content(), &manifests, oci.unwrap_or(true))?;
+            let id = index.digest.clone();
+            (index, id)
+        } else {
+            let (w, _) = &written[0];
+            (w.manifest.clone(), w.config.digest.clone())
+        };
 
         let mut names = Vec::new();
         let mut pushed = Vec::new();
@@ -218,7 +261,7 @@ impl Engine {
                         let record = cache::ImageRecord {
                             manifest: manifest.clone(),
                             created_unix: now_unix(),
-                            platforms: vec![config.platform()],
+                            platforms: platforms.clone(),
                         };
                         self.store.meta().put_image(&r.to_string(), &record)?;
                         names.push(r.to_string());
@@ -237,7 +280,8 @@ impl Engine {
                             };
                             // Base layers already in another repository of the same registry
                             // are mounted there instead of uploaded again.
-                            let mount_from = lowered
+                            let mount_from = images[0]
+                                .0
                                 .base_image
                                 .as_ref()
                                 .filter(|b| b.registry == r.registry && b.repository != r.repository);
@@ -260,6 +304,12 @@ impl Engine {
                     blocking(move || exporter::write_oci_archive(content.content(), &m, &refs, &dest))
                         .await?;
                 }
+                Output::Docker { .. } if multi => {
+                    return Err(EngineError::Invalid(
+                        "docker exporter does not support multi-platform images: use -o type=oci or --push"
+                            .into(),
+                    ));
+                }
                 Output::Docker { dest, names: refs } => {
                     let (content, m, refs, dest) =
                         (self.store.clone(), manifest.clone(), refs.clone(), dest.clone());
@@ -267,15 +317,24 @@ impl Engine {
                         .await?;
                 }
                 Output::Local { dest } => {
-                    let (store, chain, dest) = (self.store.clone(), chain.to_vec(), dest.clone());
-                    blocking_store(move || {
-                        let view = store.mount_readonly(&chain)?;
-                        exporter::write_local(view.path(), &dest).map_err(EngineError::from)
-                    })
-                    .await?;
+                    for ((_, chain), platform) in images.iter().zip(&platforms) {
+                        let dest = if multi { dest.join(platform_dir(platform)) } else { dest.clone() };
+                        let (store, chain) = (self.store.clone(), chain.to_vec());
+                        blocking_store(move || {
+                            let view = store.mount_readonly(&chain)?;
+                            exporter::write_local(view.path(), &dest).map_err(EngineError::from)
+                        })
+                        .await?;
+                    }
+                }
+                Output::Tar { .. } if multi => {
+                    return Err(EngineError::Invalid(
+                        "type=tar of several platforms is not supported yet: use type=local or type=oci"
+                            .into(),
+                    ));
                 }
                 Output::Tar { dest } => {
-                    let (store, chain, dest) = (self.store.clone(), chain.to_vec(), dest.clone());
+                    let (store, chain, dest) = (self.store.clone(), images[0].1.to_vec(), dest.clone());
                     blocking_store(move || {
                         let view = store.mount_readonly(&chain)?;
                         exporter::write_rootfs_tar(view.path(), &dest).map_err(EngineError::from)

@@ -20,8 +20,9 @@ pub struct BuildRequest {
     pub build_args: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
-    /// `--platform`.
-    pub platform: Option<Platform>,
+    /// `--platform`: the platforms to build (empty: the build platform). Several give an
+    /// image index.
+    pub platforms: Vec<Platform>,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
     /// `--no-cache`.

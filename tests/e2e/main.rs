@@ -17,6 +17,7 @@ mod explain;
 mod gc;
 mod image_commands;
 mod login;
+mod multi_platform;
 mod outputs;
 mod reproducible;
 mod sandbox;

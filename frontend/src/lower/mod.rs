@@ -62,6 +62,9 @@ pub struct LowerOptions {
     pub context_name: String,
     /// `.dockerignore` patterns of the context.
     pub dockerignore: Vec<String>,
+    /// Several platforms are built at once: step names start with the platform, as in
+    /// BuildKit (`[linux/arm64 build 2/4] RUN make`).
+    pub platform_prefix: bool,
     /// `--no-cache` for every stage.
     pub no_cache: bool,
     /// `--no-cache-filter`: stages whose steps must not be served from the cache.

@@ -254,6 +254,7 @@ mod tests {
             labels: BTreeMap::new(),
             context_name: "context".into(),
             dockerignore: Vec::new(),
+            platform_prefix: false,
             no_cache: false,
             no_cache_filter: Vec::new(),
             images: BTreeMap::new(),

@@ -63,6 +63,8 @@ pub(crate) struct StageState {
     pub dispatched: bool,
     /// The registry image at the bottom of this stage (pinned), if any.
     pub base_image: Option<Reference>,
+    /// Step names start with the platform (several platforms are built at once).
+    pub platform_prefix: bool,
 }
 
 impl StageState {
@@ -82,6 +84,10 @@ impl StageState {
         self.cmd_index += 1;
         let width = (self.cmd_total as f64).log10().floor() as usize + 1;
         let mut out = String::from("[");
+        if self.platform_prefix {
+            out.push_str(&self.platform.to_string());
+            out.push(' ');
+        }
         if !self.display.is_empty() {
             out.push_str(&self.display);
             out.push(' ');
@@ -549,6 +555,7 @@ impl<'a> Lowering<'a> {
                 onbuild: Vec::new(),
                 dispatched: false,
                 base_image: None,
+                platform_prefix: false,
             },
             Base::Image(r) => {
                 let (vertex, mut config) = match self.image(r, &platform, "") {
@@ -577,6 +584,7 @@ impl<'a> Lowering<'a> {
                         .images
                         .get(&ImageRequest { reference: r.clone(), platform: platform.clone() })
                         .map(|b| b.pinned.clone()),
+                    platform_prefix: false,
                 }
             }
         };
@@ -590,6 +598,7 @@ impl<'a> Lowering<'a> {
         let trigger_insts = self.parse_triggers(&mut triggers, stage.span)?;
 
         state.display = info.display.clone();
+        state.platform_prefix = self.opts.platform_prefix;
         state.ignore_cache = ignore_cache;
         state.platform = platform.clone();
         state.cmd_total = self.stage_total(i, trigger_insts.len());

@@ -160,6 +160,19 @@ impl Graph {
         self.vertices.is_empty()
     }
 
+    /// Adds every vertex of `other` to this graph (equal vertices are shared) and returns,
+    /// for each vertex of `other`, its id here. Used to solve several platforms' graphs as
+    /// one, so that what they have in common runs once.
+    pub fn import(&mut self, other: &Graph) -> Vec<VertexId> {
+        let mut ids: Vec<VertexId> = Vec::with_capacity(other.len());
+        for v in &other.vertices {
+            let inputs = v.inputs.iter().map(|i| ids[i.index()]).collect();
+            let id = self.add(v.op.clone(), inputs, v.meta.clone()).expect("a valid graph stays valid");
+            ids.push(id);
+        }
+        ids
+    }
+
     /// The vertices `targets` depend on (including themselves), in topological order.
     pub fn reachable(&self, targets: &[VertexId]) -> Vec<VertexId> {
         let mut needed = vec![false; self.vertices.len()];
@@ -230,6 +243,18 @@ mod tests {
         let on_c = rm(&mut g, c);
         assert_ne!(g.vertex(on_a).digest, g.vertex(on_c).digest);
         assert_eq!(g.reachable(&[on_a]), vec![a, on_a]);
+    }
+
+    #[test]
+    fn import_shares_equal_vertices() {
+        let mut a = Graph::new();
+        let x = a.add(scratch_mkdir("/x"), vec![], VertexMeta::default()).unwrap();
+        let mut b = Graph::new();
+        b.add(scratch_mkdir("/y"), vec![], VertexMeta::default()).unwrap();
+        let bx = b.add(scratch_mkdir("/x"), vec![], VertexMeta::default()).unwrap();
+        let ids = a.import(&b);
+        assert_eq!(ids[bx.index()], x);
+        assert_eq!(a.len(), 2);
     }
 
     #[test]

@@ -59,6 +59,8 @@ fn command_text(args: &[String]) -> String {
 }
 
 pub async fn run(w: &LocalWorker, step: &Step, exec: &ir::Exec, inputs: &[Ref]) -> Result<Ref, SolveError> {
+    super::emulation::check(&exec.platform, std::path::Path::new("/proc/sys/fs/binfmt_misc"))
+        .map_err(|m| SolveError::msg(&step.name, m))?;
     let root_mount = exec.mounts.first().filter(|m| matches!(m.kind, MountKind::Layer));
     let chain: Vec<cache::LayerId> = match root_mount.and_then(|m| m.input) {
         Some(i) => inputs[i].chain(&step.name)?.to_vec(),

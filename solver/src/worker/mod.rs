@@ -1,6 +1,7 @@
 //! The real [`Worker`]: pulls images into the store, runs `Exec` ops in the sandbox and
 //! `File` ops on overlay mounts, and keeps results in the store's metadata DB.
 
+mod emulation;
 mod exec;
 mod file;
 mod git;
