@@ -184,7 +184,13 @@ pub struct HistoryEntry {
 /// Parses RFC 3339 (`2024-05-01T10:20:30.123Z`, `...+02:00`) to Unix seconds.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -494,6 +500,8 @@ mod tests {
             ("2023-11-14T22:13:20", None),
             ("yesterday", None),
             ("2023-11-14T22:13:20+0200", None),
+            ("2023-11-14T22x13y20Z", None),
+            ("2023-11-14T22:13:20+é:00", None),
         ];
         for (text, want) in cases {
             assert_eq!(parse_rfc3339(text), *want, "{text}");

@@ -193,6 +193,19 @@ fn save_and_load_round_trip_docker_oci_and_legacy_archives() {
     let ctx = harness::context(&[("Dockerfile", "FROM e2e/legacy:1\nRUN test -f /made\n")]);
     legacy.build(ctx.path()).expect_ok();
 
+    // Saved by ID, the image has no name: it loads as a dangling image that its ID finds
+    // and `tag` names.
+    src.cmd(["save", "--format", "oci", "-o"]).arg(file("unnamed.tar")).arg(&two).expect_ok();
+    let unnamed = Rbuild::new();
+    let o = unnamed.cmd(["load", "-i"]).arg(file("unnamed.tar")).expect_ok();
+    assert_eq!(o.stdout.trim(), format!("Loaded image ID: {two}"), "{o}");
+    let i = json_of(&unnamed.cmd(["inspect", &two]).expect_ok());
+    assert_eq!(i[0]["RepoTags"], serde_json::json!([]), "{i}");
+    unnamed.cmd(["tag", &two[7..19], "e2e/named-later:1"]).expect_ok();
+    let images = unnamed.images();
+    assert_eq!(images.lines().count(), 2, "the dangling entry outlived its naming:\n{images}");
+    assert_eq!(listed_id(&unnamed, "docker.io/e2e/named-later:1"), Some(two[7..19].to_string()));
+
     // A layer whose bytes do not match its digest: nothing is loaded.
     let layout = out.path().join("layout");
     std::fs::create_dir(&layout).unwrap();
