@@ -276,9 +276,16 @@ impl<W: Worker> Solver<W> {
         let order = graph.reachable(targets);
         let mut outputs: HashMap<VertexId, W::Output> = HashMap::new();
         let mut cached = Vec::new();
+        // A bypassed vertex (`--no-cache-filter`) runs again, and so does everything built on
+        // it: keys do not follow the content of another step's result, so a dependent served
+        // from the cache would silently keep the old result of the step that was re-run.
+        let mut bypassed = vec![false; graph.len()];
         for &v in &order {
             let vertex = graph.vertex(v);
-            let ignore = self.options.ignore_cache || vertex.meta.ignore_cache;
+            let ignore = self.options.ignore_cache
+                || vertex.meta.ignore_cache
+                || vertex.inputs.iter().any(|i| bypassed[i.index()]);
+            bypassed[v.index()] = ignore;
             if ignore || !self.worker.cacheable(vertex) {
                 continue;
             }

@@ -70,6 +70,10 @@ impl Worker for FakeWorker {
 }
 
 fn exec(g: &mut Graph, root: VertexId, cmd: &str) -> VertexId {
+    exec_with(g, root, cmd, false)
+}
+
+fn exec_with(g: &mut Graph, root: VertexId, cmd: &str, ignore_cache: bool) -> VertexId {
     let op = Op::Exec(Exec {
         args: cmd.split(' ').map(String::from).collect(),
         env: vec![],
@@ -89,7 +93,7 @@ fn exec(g: &mut Graph, root: VertexId, cmd: &str) -> VertexId {
         platform: Platform::host(),
         proxy_env: vec![],
     });
-    g.add(op, vec![root], VertexMeta { name: cmd.into(), ..Default::default() }).unwrap()
+    g.add(op, vec![root], VertexMeta { name: cmd.into(), ignore_cache, ..Default::default() }).unwrap()
 }
 
 fn base(g: &mut Graph) -> VertexId {
@@ -240,4 +244,28 @@ async fn no_cache_runs_everything_again() {
     );
     let sol = s.solve(g, &[one], CancellationToken::new()).await.unwrap();
     assert_eq!(sol.ran.len(), 2);
+}
+
+/// `--no-cache-filter`: the bypassed step runs again and so does what is built on it, while
+/// the steps before it stay cached.
+#[tokio::test]
+async fn a_bypassed_step_reruns_its_dependents_too() {
+    let worker = Arc::new(FakeWorker::default());
+    let graph = |bypass: bool| {
+        let mut g = Graph::new();
+        let b = base(&mut g);
+        let one = exec(&mut g, b, "echo one");
+        let two = exec_with(&mut g, one, "echo two", bypass);
+        let three = exec(&mut g, two, "echo three");
+        (Arc::new(g), three)
+    };
+    let (g, target) = graph(false);
+    let (s, _) = solver(&worker);
+    s.solve(g, &[target], CancellationToken::new()).await.unwrap();
+    let (g, target) = graph(true);
+    let (s, _) = solver(&worker);
+    let sol = s.solve(g.clone(), &[target], CancellationToken::new()).await.unwrap();
+    let names = |vs: &[VertexId]| vs.iter().map(|v| g.vertex(*v).meta.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&sol.ran), ["echo two", "echo three"]);
+    assert_eq!(names(&sol.cached), ["base", "echo one"]);
 }
