@@ -9,7 +9,9 @@
 
 use crate::{Engine, EngineError};
 use cache::ImageRecord;
-use registry::{AnyManifest, ContainerConfig, Descriptor, Digest, ImageConfig, ImageManifest, Reference};
+use registry::{
+    AnyManifest, ContainerConfig, Descriptor, Digest, ImageConfig, ImageManifest, Platform, Reference,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,30 +70,42 @@ impl From<ImageError> for EngineError {
     }
 }
 
-/// One image of the store with its manifest and config read.
+/// One image of the store with its manifest and config read. For a multi-platform image
+/// (an index) the manifest and config are those of this machine's platform (else the first
+/// platform the store has), as docker shows them.
 #[derive(Clone, Debug)]
 pub struct StoredImage {
-    /// Store names pointing at this manifest (`docker.io/library/app:latest`), sorted;
-    /// empty for a dangling image.
+    /// Store names pointing at this image (`docker.io/library/app:latest`), sorted; empty
+    /// for a dangling image.
     pub names: Vec<String>,
     /// The name the query matched, when it matched a name.
     pub matched_name: Option<String>,
-    /// The manifest.
+    /// What the names point at: a manifest, or an index of several platforms' manifests.
     pub manifest: Descriptor,
-    /// The manifest, parsed.
+    /// The single-platform manifest shown (`manifest` itself unless that is an index).
+    pub platform_manifest: Descriptor,
+    /// `platform_manifest`, parsed.
     pub parsed: ImageManifest,
-    /// The image ID: the config's digest.
+    /// The image ID: the config's digest, or the index's digest for a multi-platform image
+    /// (as `build` and `images` report it).
     pub id: Digest,
     /// The config, parsed.
     pub config: ImageConfig,
+    /// The platforms the image holds.
+    pub platforms: Vec<Platform>,
     /// When one of its names was last set (seconds since the Unix epoch).
     pub tagged_unix: i64,
 }
 
 impl StoredImage {
-    /// Sum of the blobs' sizes (manifest, config, layers), as `rbuild images` shows.
+    /// Sum of the blobs' sizes (index, manifest, config, layers) of the platform shown.
     pub fn size(&self) -> u64 {
-        self.manifest.size + self.parsed.config.size + self.parsed.layers.iter().map(|l| l.size).sum::<u64>()
+        let index =
+            if self.manifest.digest == self.platform_manifest.digest { 0 } else { self.manifest.size };
+        index
+            + self.platform_manifest.size
+            + self.parsed.config.size
+            + self.parsed.layers.iter().map(|l| l.size).sum::<u64>()
     }
 
     /// The names as docker prints them (`app:latest`, `127.0.0.1:5000/team/app:1`).
@@ -257,26 +271,41 @@ pub(crate) fn dangling_name(manifest: &Digest) -> String {
 }
 
 impl Engine {
-    /// Reads a named record's manifest and config.
+    /// Reads a named record's manifest and config (of the platform shown, see
+    /// [`StoredImage`]).
     fn read_image(
         &self,
         name: &str,
         record: &ImageRecord,
-    ) -> Result<(ImageManifest, ImageConfig), EngineError> {
+    ) -> Result<(Descriptor, ImageManifest, ImageConfig), EngineError> {
         let damaged = |reason: String| ImageError::Damaged { name: name.to_string(), reason };
         let content = self.store.content();
-        let bytes = content.read(&record.manifest.digest).map_err(|e| damaged(e.to_string()))?;
-        let parsed = match AnyManifest::parse(Some(&record.manifest.media_type), &bytes) {
-            Ok(AnyManifest::Image(m)) => m,
-            Ok(AnyManifest::Index(_)) => {
-                return Err(damaged("it is a multi-platform index, not one platform's image".into()).into());
+        let read = |desc: &Descriptor| -> Result<AnyManifest, ImageError> {
+            let bytes = content.read(&desc.digest).map_err(|e| damaged(e.to_string()))?;
+            AnyManifest::parse(Some(&desc.media_type), &bytes).map_err(|e| damaged(e.to_string()))
+        };
+        let (shown, parsed) = match read(&record.manifest)? {
+            AnyManifest::Image(m) => (record.manifest.clone(), m),
+            AnyManifest::Index(index) => {
+                let host = Platform::host();
+                let mut candidates: Vec<&Descriptor> = index.select(&host).into_iter().collect();
+                candidates.extend(index.manifests.iter().filter(|d| d.media_type.is_manifest()));
+                let chosen =
+                    candidates.into_iter().find(|d| content.contains(&d.digest)).ok_or_else(|| {
+                        damaged("no platform's manifest of its index is in the store".to_string())
+                    })?;
+                match read(chosen)? {
+                    AnyManifest::Image(m) => (chosen.clone(), m),
+                    AnyManifest::Index(_) => {
+                        return Err(damaged("nested indexes are not supported".into()).into());
+                    }
+                }
             }
-            Err(e) => return Err(damaged(e.to_string()).into()),
         };
         let config_bytes = content.read(&parsed.config.digest).map_err(|e| damaged(e.to_string()))?;
         let config: ImageConfig =
             serde_json::from_slice(&config_bytes).map_err(|e| damaged(format!("image config: {e}")))?;
-        Ok((parsed, config))
+        Ok((shown, parsed, config))
     }
 
     /// Finds an image by name (`app`, `app:1`, `registry:5000/team/app:1`), by
@@ -288,18 +317,27 @@ impl Engine {
             records.iter().filter(|(_, r)| r.manifest.digest == *digest).collect()
         };
         let assemble = |name: &str, record: &ImageRecord, matched: Option<String>| {
-            let (parsed, config) = self.read_image(name, record)?;
+            let (platform_manifest, parsed, config) = self.read_image(name, record)?;
             let same = by_manifest(&record.manifest.digest);
             let names: Vec<String> =
                 same.iter().map(|(n, _)| n.clone()).filter(|n| !n.starts_with(DANGLING_PREFIX)).collect();
             let tagged_unix = same.iter().map(|(_, r)| r.created_unix).max().unwrap_or(record.created_unix);
+            let id = if platform_manifest.digest == record.manifest.digest {
+                parsed.config.digest.clone()
+            } else {
+                record.manifest.digest.clone()
+            };
+            let platforms =
+                if record.platforms.is_empty() { vec![config.platform()] } else { record.platforms.clone() };
             Ok::<_, EngineError>(StoredImage {
                 names,
                 matched_name: matched,
                 manifest: record.manifest.clone(),
-                id: parsed.config.digest.clone(),
+                platform_manifest,
+                id,
                 parsed,
                 config,
+                platforms,
                 tagged_unix,
             })
         };
@@ -422,23 +460,19 @@ impl Engine {
     /// replacing whatever `target` named before. Returns the store name.
     pub fn tag_image(&self, source: &str, target: &Reference) -> Result<String, EngineError> {
         let image = self.find_image(source)?;
-        self.name_image(target, &image.manifest, &image.config)
+        self.name_image(target, &image.manifest, image.platforms)
     }
 
-    /// Points `name` at `manifest` (whose config is `config`) and drops the manifest's
+    /// Points `name` at `manifest` (an image of `platforms`) and drops the manifest's
     /// dangling entry, if any.
     pub(crate) fn name_image(
         &self,
         name: &Reference,
         manifest: &Descriptor,
-        config: &ImageConfig,
+        platforms: Vec<Platform>,
     ) -> Result<String, EngineError> {
         let key = name.to_string();
-        let record = ImageRecord {
-            manifest: manifest.clone(),
-            created_unix: now_unix(),
-            platforms: vec![config.platform()],
-        };
+        let record = ImageRecord { manifest: manifest.clone(), created_unix: now_unix(), platforms };
         self.store.meta().put_image(&key, &record)?;
         self.store.meta().remove_image(&dangling_name(&manifest.digest))?;
         Ok(key)

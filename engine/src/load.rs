@@ -560,7 +560,7 @@ impl Engine {
                 }
             }
             for n in &names {
-                self.name_image(n, &found.manifest, &config)?;
+                self.name_image(n, &found.manifest, vec![config.platform()])?;
             }
             let meta = self.store.meta();
             let named_elsewhere = meta

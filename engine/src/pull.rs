@@ -131,7 +131,7 @@ impl Engine {
 
         let name = reference.to_string();
         let before = self.store.meta().get_image(&name)?;
-        self.name_image(reference, &manifest, &resolved.config)?;
+        self.name_image(reference, &manifest, vec![found])?;
         let request = ImageRequest { reference: reference.clone(), platform };
         self.remember_resolved(&request, &manifest.digest, &config_digest)?;
         let digest = resolved.index.as_ref().map_or_else(|| manifest.digest.clone(), |i| i.digest.clone());

@@ -35,11 +35,21 @@ impl Engine {
             .get_image(&key)?
             .ok_or_else(|| ImageError::NotFound { query: name.familiar() })?;
         let bytes = self.store.content().read(&record.manifest.digest).map_err(cache::StoreError::from)?;
-        let layers: BTreeSet<Digest> = match AnyManifest::parse(Some(&record.manifest.media_type), &bytes) {
-            Ok(AnyManifest::Image(m)) => m.layers.into_iter().map(|l| l.digest).collect(),
-            Ok(AnyManifest::Index(_)) => BTreeSet::new(),
-            Err(e) => return Err(ImageError::Damaged { name: name.familiar(), reason: e.to_string() }.into()),
-        };
+        let damaged = |reason: String| ImageError::Damaged { name: name.familiar(), reason };
+        let mut layers: BTreeSet<Digest> = BTreeSet::new();
+        match AnyManifest::parse(Some(&record.manifest.media_type), &bytes) {
+            Ok(AnyManifest::Image(m)) => layers.extend(m.layers.into_iter().map(|l| l.digest)),
+            Ok(AnyManifest::Index(index)) => {
+                for child in &index.manifests {
+                    let bytes =
+                        self.store.content().read(&child.digest).map_err(|e| damaged(e.to_string()))?;
+                    if let Ok(AnyManifest::Image(m)) = AnyManifest::parse(Some(&child.media_type), &bytes) {
+                        layers.extend(m.layers.into_iter().map(|l| l.digest));
+                    }
+                }
+            }
+            Err(e) => return Err(damaged(e.to_string()).into()),
+        }
         let report = |p: PushProgress| match p {
             PushProgress::Blob { digest, sent, total } if layers.contains(&digest) => {
                 progress(TransferProgress::Bytes { digest, current: sent, total })

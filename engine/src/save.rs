@@ -8,7 +8,7 @@
 
 use crate::{Engine, EngineError};
 use exporter::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Destination};
-use registry::{Descriptor, Digest, ImageIndex, MediaType, Reference};
+use registry::{AnyManifest, Descriptor, Digest, ImageIndex, MediaType, Reference};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -53,10 +53,15 @@ impl Engine {
         for query in queries {
             let image = self.find_image(query)?;
             let name = image.matched_name.as_deref().and_then(|n| n.parse::<Reference>().ok());
-            match entries.iter_mut().find(|e| e.manifest.digest == image.manifest.digest) {
+            // A docker archive holds one platform's image: of an index, the platform shown.
+            let root = match format {
+                ArchiveFormat::Docker => &image.platform_manifest,
+                ArchiveFormat::Oci => &image.manifest,
+            };
+            match entries.iter_mut().find(|e| e.manifest.digest == root.digest) {
                 Some(e) => e.names.extend(name.filter(|n| !e.names.contains(n))),
                 None => entries.push(Entry {
-                    manifest: image.manifest.clone(),
+                    manifest: root.clone(),
                     config: image.parsed.config.clone(),
                     layers: image.parsed.layers.clone(),
                     names: name.into_iter().collect(),
@@ -102,16 +107,26 @@ fn write_many(
 ) -> Result<(), EngineError> {
     let content = store.content();
     let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
-    for e in entries {
-        for d in std::iter::once(&e.manifest).chain(std::iter::once(&e.config)).chain(&e.layers) {
-            let size = content.size(&d.digest).map_err(cache::StoreError::from)?;
-            if size != d.size {
-                return Err(invalid(format!(
-                    "blob {} is {size} bytes in the store, not {}",
-                    d.digest, d.size
-                )));
+    let mut todo: Vec<Descriptor> = entries.iter().map(|e| e.manifest.clone()).collect();
+    while let Some(d) = todo.pop() {
+        if blobs.contains_key(&d.digest) {
+            continue;
+        }
+        let size = content.size(&d.digest).map_err(cache::StoreError::from)?;
+        if size != d.size {
+            return Err(invalid(format!("blob {} is {size} bytes in the store, not {}", d.digest, d.size)));
+        }
+        blobs.insert(d.digest.clone(), size);
+        if d.media_type.is_manifest() || d.media_type.is_index() {
+            let bytes = content.read(&d.digest).map_err(cache::StoreError::from)?;
+            match AnyManifest::parse(Some(&d.media_type), &bytes) {
+                Ok(AnyManifest::Image(m)) => {
+                    todo.push(m.config);
+                    todo.extend(m.layers);
+                }
+                Ok(AnyManifest::Index(i)) => todo.extend(i.manifests),
+                Err(e) => return Err(invalid(format!("{}: {e}", d.digest))),
             }
-            blobs.insert(d.digest.clone(), size);
         }
     }
     let mut manifests = Vec::new();
@@ -241,7 +256,6 @@ fn write_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use registry::AnyManifest;
 
     /// The config and layers of the single-platform image `manifest`.
     fn parts(store: &cache::Store, manifest: &Descriptor) -> (Descriptor, Vec<Descriptor>) {

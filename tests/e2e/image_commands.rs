@@ -326,3 +326,51 @@ fn version_completion_and_help_examples() {
         assert!(help.contains("Examples:\n  rbuild"), "`{c} --help` shows no examples:\n{help}");
     }
 }
+
+#[test]
+fn multi_platform_images_show_this_machines_platform_and_keep_the_index() {
+    require_lab!();
+    let rb = Rbuild::new();
+    let ctx = harness::context(&[("Dockerfile", "FROM scratch\nCOPY a /a\nCMD [\"/a\"]\n"), ("a", "a\n")]);
+    let o = rb
+        .build(ctx.path())
+        .args(["-q", "--platform", "linux/amd64,linux/arm64", "-t", "e2e/multi:1"])
+        .expect_ok();
+    let id = o.stdout.trim().to_string();
+
+    let i = json_of(&rb.cmd(["inspect", "e2e/multi:1"]).expect_ok());
+    assert_eq!(i[0]["Id"], id.as_str(), "a multi-platform image's ID is its index digest");
+    assert_eq!(i[0]["Architecture"], "amd64");
+    assert_eq!(i[0]["Descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let history = rb.cmd(["history", "e2e/multi:1"]).expect_ok().stdout;
+    assert!(history.lines().nth(1).is_some_and(|l| l.starts_with(&id[7..19])), "{history}");
+
+    let out = harness::tempdir();
+    let oci = out.path().join("multi-oci.tar");
+    rb.cmd(["save", "--format", "oci", "-o"]).arg(&oci).arg("e2e/multi:1").expect_ok();
+    let raw = Cmd::tool("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", oci.display()))
+        .expect_ok();
+    assert_eq!(json_of(&raw)["manifests"].as_array().map(Vec::len), Some(2), "{raw}");
+    let docker = out.path().join("multi-docker.tar");
+    rb.cmd(["save", "-o"]).arg(&docker).arg("e2e/multi:1").expect_ok();
+    assert_eq!(Image::from_docker_archive(&docker).config["architecture"], "amd64");
+
+    let arm = Rbuild::new();
+    arm.cmd(["load", "--platform", "linux/arm64", "-i"]).arg(&oci).expect_ok();
+    assert_eq!(json_of(&arm.cmd(["inspect", "e2e/multi:1"]).expect_ok())[0]["Architecture"], "arm64");
+
+    let target = harness::lab().registry.image("e2e/multi-pushed:1");
+    rb.cmd(["tag", "e2e/multi:1", &target]).expect_ok();
+    rb.cmd(["push", &target]).expect_ok();
+    let raw = Cmd::tool("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .expect_ok();
+    assert_eq!(
+        json_of(&raw)["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "the registry has no index:\n{raw}"
+    );
+}
