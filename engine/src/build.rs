@@ -213,7 +213,9 @@ impl Engine {
                     match outputs.next() {
                         Some(Ref::Chain(c)) => *chain = c.clone(),
                         _ => {
-                            return Err(EngineError::Invalid("the target is the build context itself".into()));
+                            return Err(EngineError::Invalid(
+                                "the target is the build context itself".into(),
+                            ));
                         }
                     }
                 }
