@@ -106,6 +106,8 @@ impl Executor {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ExecutorError::io(format!("creating {}", dir.display()), e))?;
         }
+        // Before any run of ours exists: what a killed rbuild left must not pile up.
+        crate::stale::clean(&config.cgroup_parent, &runs_dir);
         let (hierarchy, cgroup_unavailable) = match Hierarchy::detect(&driver, &config.cgroup_parent) {
             Ok(h) => (h, None),
             Err(CgroupError::Unavailable { reason }) if driver == CgroupDriver::Auto => (None, Some(reason)),
@@ -170,7 +172,9 @@ impl Executor {
     /// cgroup), waits for it, removes the cgroup and the mount stubs, and returns
     /// [`ExecutorError::Cancelled`]. Dropping the future does the same in a background
     /// thread. Mounts live only in the sandbox's mount namespace and disappear with it.
-    /// Nothing is left in `state_dir` afterwards.
+    /// Nothing is left in `state_dir` afterwards. If this process is killed outright, the
+    /// sandbox dies with it, and the next executor created removes its cgroup and run
+    /// directory.
     pub async fn run(
         &self,
         spec: Spec,
@@ -376,6 +380,7 @@ impl Executor {
         Command::new(&self.config.init_program)
             .arg(INIT_ARG)
             .env_clear()
+            .env(crate::init::orphan::PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::from(OwnedFd::from(channel)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -34,6 +34,7 @@ mod protocol;
 mod run_dir;
 mod seccomp;
 mod spec;
+mod stale;
 mod stubs;
 mod user;
 mod validate;

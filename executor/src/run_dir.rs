@@ -30,6 +30,11 @@ impl RunDir {
         Ok(run)
     }
 
+    /// The run directory at `dir`, made by an earlier process (to remove what it left).
+    pub(crate) fn existing(dir: PathBuf) -> RunDir {
+        RunDir { dir }
+    }
+
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }

@@ -9,7 +9,7 @@
 //! so that a build never escapes the limits of whatever started it; an absolute one
 //! ("/rbuild") is taken from the root of each hierarchy.
 
-mod fs;
+pub(crate) mod fs;
 mod mountinfo;
 pub(crate) mod v1;
 pub(crate) mod v2;
@@ -228,6 +228,11 @@ impl Manager for Cgroup {
 /// `parent/name` in every mounted cgroup hierarchy, including those rbuild does not
 /// manage (an OCI runtime creates its cgroup path in all of them).
 pub(crate) fn dirs_in_every_hierarchy(parent: &str, name: &str) -> Vec<PathBuf> {
+    parent_dirs_in_every_hierarchy(parent).into_iter().map(|dir| dir.join(name)).collect()
+}
+
+/// The `parent` directory of runs' cgroups in every mounted cgroup hierarchy.
+pub(crate) fn parent_dirs_in_every_hierarchy(parent: &str) -> Vec<PathBuf> {
     let (Ok(mountinfo), Ok(own)) =
         (std::fs::read_to_string("/proc/self/mountinfo"), std::fs::read_to_string("/proc/self/cgroup"))
     else {
@@ -238,7 +243,7 @@ pub(crate) fn dirs_in_every_hierarchy(parent: &str, name: &str) -> Vec<PathBuf> 
         .iter()
         .filter_map(|m| {
             let base = mountinfo::parent_dir(m, mountinfo::own_path(m, &own)?, parent);
-            Some(join_cgroup_path(&base, parent).ok()?.join(name))
+            join_cgroup_path(&base, parent).ok()
         })
         .collect()
 }

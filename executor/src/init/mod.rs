@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! rbuild (tokio)                    parent: cgroup, pipes, output streaming
-//!  └─ init_program INIT_ARG         outer init: unshare(mnt, uts, ipc, pid, cgroup[, net])
+//!  └─ init_program INIT_ARG         outer init: unshare(mnt, uts, ipc, pid, cgroup[, net]);
+//!      │                            kills pid 1 if rbuild exits (see `orphan`)
 //!      └─ pid 1 of the new pid ns   mounts the rootfs, pivot_root, resolves the user,
 //!          │                        reaps zombies, reports the exit status
 //!          └─ the command           drops privileges, seccomp, execve
@@ -17,6 +18,7 @@ pub(crate) mod apply;
 mod command;
 pub(crate) mod in_root;
 mod net;
+pub(crate) mod orphan;
 mod pid1;
 pub(crate) mod plan;
 
@@ -25,7 +27,6 @@ use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use nix::sched::CloneFlags;
-use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::ForkResult;
 
 use crate::protocol::{FailStage, InitMessage, InitRequest, send_quietly};
@@ -86,7 +87,14 @@ pub fn sandbox_init_main() -> ! {
             std::process::exit(1);
         }
     };
-    match outer(req, status) {
+    let parent = match orphan::watch_parent() {
+        Ok(parent) => parent,
+        Err(message) => {
+            Failure::new(FailStage::Setup("watching rbuild".into()), message).report(&status);
+            std::process::exit(1);
+        }
+    };
+    match outer(req, status, parent) {
         Ok(code) => std::process::exit(code),
         Err((f, status)) => {
             f.report(&status);
@@ -131,8 +139,9 @@ fn read_request(channel: &mut std::fs::File) -> Result<InitRequest, Failure> {
     serde_json::from_slice(&buf).stage("decoding the sandbox request")
 }
 
-/// The outer init: new namespaces, then fork pid 1 and wait for it.
-fn outer(req: InitRequest, status: OwnedFd) -> Result<i32, (Failure, OwnedFd)> {
+/// The outer init: new namespaces, then fork pid 1 and wait for it (killing it if rbuild,
+/// watched through `parent`, exits first).
+fn outer(req: InitRequest, status: OwnedFd, parent: Option<OwnedFd>) -> Result<i32, (Failure, OwnedFd)> {
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
@@ -148,17 +157,13 @@ fn outer(req: InitRequest, status: OwnedFd) -> Result<i32, (Failure, OwnedFd)> {
     }
     // SAFETY: this process is single-threaded (a fresh exec that started no threads).
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Child) => pid1::run(req, status),
+        Ok(ForkResult::Child) => {
+            drop(parent);
+            pid1::run(req, status)
+        }
         Ok(ForkResult::Parent { child }) => {
             drop(status);
-            loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => return Ok(1),
-                }
-            }
+            Ok(orphan::wait_for_pid1(child, parent.as_ref()))
         }
         Err(e) => Err((Failure::new(FailStage::Setup("forking pid 1".into()), e.to_string()), status)),
     }
