@@ -615,7 +615,9 @@ impl<'a> Lowering<'a> {
         self.check_base_platform(i, &state);
         if let (Base::Image(r), Some(v)) = (&info.base, state.vertex) {
             let name = state.progress_name(&format!("FROM {r}"));
-            let meta = self.meta(name, stage.span, &state);
+            // The image is shared by every stage built on it: `--no-cache-filter` re-runs a
+            // stage's own steps, not its base (as BuildKit marks only the stage's ops).
+            let meta = VertexMeta { ignore_cache: false, ..self.meta(name, stage.span, &state) };
             let vm = self.graph.meta_mut(v);
             if vm.name.is_empty() {
                 *vm = meta;
