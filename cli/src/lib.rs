@@ -1,6 +1,7 @@
 //! `rbuild`: the command-line front of the builder. Parses flags (step one, `args.rs`),
 //! resolves them into an engine request (step two, `resolve.rs`), runs the engine and
-//! renders its progress (`progress/`). Exit codes: 0 success, 1 build failure, 2 usage error.
+//! renders its progress (`progress/`). Exit codes: 0 success, 1 build failure, 2 usage error,
+//! 128 + signal when SIGINT (130) or SIGTERM (143) cancelled the build.
 //!
 //! The whole program is this library's [`main`], so that the end-to-end tests can build the
 //! same program under another binary name; `src/main.rs` only calls it.
@@ -71,11 +72,20 @@ pub fn main() -> ExitCode {
 }
 
 fn exit_code_of(e: &anyhow::Error) -> u8 {
+    // A build stopped by Ctrl-C or SIGTERM exits like a program the signal killed (130 for
+    // SIGINT, as `docker` and shells report it), whatever error the cancellation surfaced as.
+    let signal = INTERRUPTED_BY.load(std::sync::atomic::Ordering::SeqCst);
+    if signal > 0 {
+        return 128u8.saturating_add(signal as u8);
+    }
     match e.downcast_ref::<UsageError>() {
         Some(_) => EXIT_USAGE,
         None => EXIT_BUILD_FAILED,
     }
 }
+
+/// The signal (SIGINT, SIGTERM) that cancelled the running command, 0 when none did.
+pub(crate) static INTERRUPTED_BY: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 /// An error in how rbuild was called (bad flag value), as opposed to a failed build.
 #[derive(Debug, thiserror::Error)]

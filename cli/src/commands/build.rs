@@ -27,10 +27,11 @@ pub async fn run(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> 
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => nix::sys::signal::Signal::SIGINT as i32,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => nix::sys::signal::Signal::SIGTERM as i32,
+        };
+        crate::INTERRUPTED_BY.store(signal, std::sync::atomic::Ordering::SeqCst);
         on_signal.cancel();
     });
     let dockerfile = req.dockerfile.clone();
