@@ -1,16 +1,20 @@
 //! Test harness: a real registry ([`registry`]), the program with a fresh store per test
-//! ([`rbuild`]), the busybox base image made by rbuild itself ([`base`]), and readers for what
-//! builds produce ([`image`]).
+//! ([`rbuild`], in the background with [`running`]), the busybox base image made by rbuild
+//! itself ([`base`]), and readers for what builds produce ([`image`], [`steps`]).
 
 pub mod base;
 pub mod image;
 pub mod rbuild;
 pub mod registry;
+pub mod running;
+pub mod steps;
 
 pub use base::{Lab, lab};
 pub use image::Image;
 pub use rbuild::{Cmd, Outcome, Rbuild};
 pub use registry::Registry;
+pub use running::Running;
+pub use steps::Steps;
 
 use std::path::Path;
 

@@ -135,8 +135,7 @@ impl Cmd {
         s
     }
 
-    /// Runs the command to the end (or kills it after the timeout) and captures its output.
-    pub fn run(&self) -> Outcome {
+    fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -146,7 +145,19 @@ impl Cmd {
             .stderr(Stdio::piped())
             // Its own process group, so that a timeout kills everything it started.
             .process_group(0);
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.display()));
+        command
+    }
+
+    /// Starts the command in the background (see [`super::running::Running`]).
+    pub fn spawn(&self) -> super::running::Running {
+        let child = self.command().spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.display()));
+        super::running::Running::new(child, self.display(), self.timeout)
+    }
+
+    /// Runs the command to the end (or kills it after the timeout) and captures its output.
+    pub fn run(&self) -> Outcome {
+        let mut child =
+            self.command().spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.display()));
         let pid = child.id();
         let out = reader(child.stdout.take());
         let err = reader(child.stderr.take());
