@@ -57,18 +57,20 @@ pub(crate) fn record(
         let vertex = graph.vertex(*v);
         for (i, component) in rv.key.components.iter().enumerate() {
             let KeyComponent::Content { index, selection, checksum, .. } = component else { continue };
-            let reused = before.as_ref().and_then(|b| {
+            // Same selection, same checksum as last time: keep last time's listing (or its
+            // absence, when the selection was too big to list) instead of walking it again.
+            let unchanged = before.as_ref().and_then(|b| {
                 b.key.components.iter().enumerate().find_map(|(j, c)| match c {
                     KeyComponent::Content { selection: s, checksum: d, .. }
                         if s == selection && d == checksum =>
                     {
-                        b.listings.get(&j).cloned()
+                        Some(b.listings.get(&j).cloned())
                     }
                     _ => None,
                 })
             });
-            let listing = match reused {
-                Some(l) => Some(l),
+            let listing = match unchanged {
+                Some(kept) => kept,
                 None => match &graph.vertex(vertex.inputs[*index]).op {
                     Op::Source(Source::Local(local)) => {
                         worker.listing(local, selection, LISTING_LIMIT).ok().flatten()
