@@ -6,6 +6,10 @@
 #               (busybox dd | busybox sha256sum over 384 MiB, as inside the build)
 #   ms_par4     all four stage commands at once (the CPU floor of that workload on
 #               this machine: a builder cannot finish the four stages faster)
+#   debian_buildsh
+#               debian-app's `build.sh` (500 × sha256sum | cut, tar czf, find | sha256sum:
+#               ~1,500 processes) in a plain chroot of the Debian base rootfs: the floor of
+#               that workload's RUN step, which every builder must run
 #   pull_busybox / pull_debian
 #               fetch the base image's layer blob from the lab registry, gunzip it and
 #               untar it into an empty directory (the floor of "pull the base image")
@@ -37,6 +41,18 @@ hf() {  # hf ID PREPARE CMD
 stage='(echo stage-N; /bin/busybox dd if=/dev/zero bs=1048576 count=384 2>/dev/null) | /bin/busybox sha256sum >/dev/null'
 hf ms_stage1 true "bash -c '${stage//N/1}'"
 hf ms_par4 true "bash -c '${stage//N/1} & ${stage//N/2} & ${stage//N/3} & ${stage//N/4} & wait'"
+
+deb="$LAB/rootfs/debian-bookworm"
+if [ -x "$deb/bin/bash" ] && [ -d "$LAB/ctx/debian-app/app" ]; then
+  root="$TMP/debroot"; rm -rf "$root"
+  cp -a "$deb" "$root"; mkdir -p "$root/opt"; cp -a "$LAB/ctx/debian-app/app" "$root/opt/app"
+  chmod +x "$root"/opt/app/bin/*.sh
+  hf debian_buildsh "rm -rf $root/var/lib/app && mkdir -p $root/var/lib/app" \
+    "chroot $root /opt/app/bin/build.sh"
+  rm -rf "$root"
+else
+  log "debian_buildsh skipped: no $deb (make-base-images.sh) or debian-app context (gen.sh)"
+fi
 
 layer_url() {  # layer_url REPO:TAG -> URL of its (single) layer blob
   local repo=${1%%:*} tag=${1#*:} digest

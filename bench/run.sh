@@ -19,8 +19,9 @@
 # Every measurement is one command through ../shared/bench/peer.sh (rbuild via
 # bench/rbuild-peer.sh), timed by this script: wall time from `date +%s%N`, peak RSS from
 # `/usr/bin/time -f %M` (plus dockerd's VmHWM for docker, whose daemon does the work).
-# Builders take turns run by run (rbuild, docker, buildah, rbuild, ...) so that load
-# changes on a shared machine hit all of them alike.  Raw rows: $LAB/results/bench-<stamp>/raw.tsv
+# Builders take turns run by run, in rotated order (rbuild docker buildah, docker buildah
+# rbuild, ...), so that load changes on a shared machine hit all of them alike; before each
+# cold and changed build the context is read once (untimed) so it is in the page cache.  Raw rows: $LAB/results/bench-<stamp>/raw.tsv
 # (copied to bench/results/latest.tsv).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -125,25 +126,35 @@ measure() {
   log "  $b $w $ph #$i: ${secs}s, $(( (rss + extra) / 1024 )) MiB${st/ok/}"
 }
 
+# rotated N: $BUILDERS rotated left by N-1, so that no builder always goes first (the
+# first one after a reset of the others pays for their disk write-back)
+rotated() {
+  local -a b=($BUILDERS); local n=${#b[@]} k=$(( ($1 - 1) % ${#b[@]} )) j
+  for ((j = 0; j < n; j++)); do printf '%s ' "${b[$(( (j + k) % n ))]}"; done
+}
+# Reads the whole context (data and inodes) into the page and dentry caches, untimed, so
+# whichever builder runs first does not pay for a context the others' disk traffic evicted.
+warm() { tar -C "$LAB/ctx/$1" -cf - . >/dev/null; }
+
 for w in $WORKLOADS; do
   log "== $w"
   for i in $(seq "$RUNS_COLD"); do
-    for b in $BUILDERS; do
-      "$P" reset "$b" >>"$ERRLOG" 2>&1; sync
+    for b in $(rotated "$i"); do
+      "$P" reset "$b" >>"$ERRLOG" 2>&1; sync; warm "$w"
       measure "$b" "$w" cold "$i" "$P" build "$b" "$w"
     done
   done
   for b in $BUILDERS; do "$P" build "$b" "$w" >>"$ERRLOG" 2>&1 || true; done   # warm-up
   for i in $(seq "$RUNS_WARM"); do
-    for b in $BUILDERS; do sync; measure "$b" "$w" noop "$i" "$P" build "$b" "$w"; done
+    for b in $(rotated "$i"); do sync; measure "$b" "$w" noop "$i" "$P" build "$b" "$w"; done
   done
   for i in $(seq "$RUNS_CHANGE"); do
     "$SHARED/change-ctx.sh" "$w"
-    for b in $BUILDERS; do sync; measure "$b" "$w" change "$i" "$P" build "$b" "$w"; done
+    for b in $(rotated "$i"); do sync; warm "$w"; measure "$b" "$w" change "$i" "$P" build "$b" "$w"; done
   done
   # Push before restoring the context: every builder pushes the image of its last build.
   for i in $(seq "$RUNS_PUSH"); do
-    for b in $BUILDERS; do
+    for b in $(rotated "$i"); do
       "$SHARED/registry-rm.sh" "bench/$w-$b"; sync
       measure "$b" "$w" push "$i" "$P" push "$b" "$w"
     done
