@@ -31,6 +31,22 @@ pub enum Command {
     /// List images in the local store.
     #[command(after_help = "Examples:\n  rbuild images\n  rbuild --root /tmp/store images")]
     Images,
+    /// List recent builds (time, result, duration, steps run and cached).
+    #[command(
+        after_help = "Examples:\n  rbuild builds\n  rbuild logs                # steps of the last build\n  rbuild logs 1764300000 --step 5"
+    )]
+    Builds,
+    /// Print a build's steps, or the whole output of one step (`#N` in the progress).
+    #[command(
+        after_help = "Examples:\n  rbuild logs\n  rbuild logs --step 5\n  rbuild logs 1764300000-123456 --step 2"
+    )]
+    Logs {
+        /// Build id (a unique prefix is enough); the newest build when omitted.
+        build: Option<String>,
+        /// The step number, as `#N` in the progress output.
+        #[arg(long)]
+        step: Option<usize>,
+    },
     /// Show the disk space the store uses.
     #[command(after_help = "Examples:\n  rbuild du\n  rbuild du --verbose")]
     Du {
@@ -238,6 +254,10 @@ pub struct BuildArgs {
     /// file as JSON.
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+
+    /// Write a Chrome trace-event JSON of the build (Perfetto, chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 
     /// How RUN steps run.
     #[command(flatten)]

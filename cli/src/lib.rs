@@ -98,6 +98,8 @@ pub(crate) struct UsageError(pub(crate) String);
 pub(crate) struct StepFailed {
     pub(crate) error: EngineError,
     pub(crate) dockerfile: String,
+    /// The command that prints the failing step's whole output.
+    pub(crate) hint: Option<String>,
 }
 
 /// `  --> Dockerfile:5` and the step's lines, as rustc shows a location.
@@ -120,7 +122,8 @@ fn report(e: &anyhow::Error) {
         let _ = write!(err, "{}", failure.error.render(&failure.text));
         return;
     }
-    if let Some(StepFailed { error: EngineError::Solve(solve), dockerfile }) = e.downcast_ref::<StepFailed>()
+    if let Some(StepFailed { error: EngineError::Solve(solve), dockerfile, hint }) =
+        e.downcast_ref::<StepFailed>()
     {
         match solve.step_name() {
             Some(step) if !step.is_empty() => {
@@ -140,6 +143,9 @@ fn report(e: &anyhow::Error) {
             for line in tail {
                 let _ = writeln!(err, "  | {line}");
             }
+        }
+        if let Some(hint) = hint {
+            let _ = writeln!(err, "  whole output: {hint}");
         }
         return;
     }
@@ -208,10 +214,16 @@ async fn run(command: Command, root: std::path::PathBuf) -> Result<ExitCode> {
         Command::Build(args) if args.check => commands::check::run(&args, root).await,
         Command::Build(args) => commands::build::run(args, root).await,
         Command::Images => commands::images::run(&open_engine(root)?),
+        Command::Builds => commands::builds::list(&open_engine(root)?),
+        Command::Logs { build, step } => commands::builds::logs(&open_engine(root)?, build.as_deref(), step),
         Command::Du { verbose } => commands::store::du(open_engine(root)?.store(), verbose),
         Command::Prune { all, filters, keep_storage } => {
             let policy = commands::store::prune_policy(all, &filters, keep_storage.as_deref())?;
-            commands::store::prune(open_engine(root)?.store(), &policy)
+            let engine = open_engine(root)?;
+            if policy.all {
+                engine.build_logs().retain(0)?;
+            }
+            commands::store::prune(engine.store(), &policy)
         }
         Command::Debug(DebugCommand::Ir { format, build }) => commands::debug::ir(format, &build, root).await,
         Command::Debug(DebugCommand::Why { build }) => commands::debug::why(&build, root).await,

@@ -150,6 +150,41 @@ impl Engine {
         progress: ProgressSink,
         cancel: CancellationToken,
     ) -> Result<BuildOutcome, EngineError> {
+        let logs = self.build_logs();
+        let recording = logs.start(progress);
+        let (context, dockerfile, target) =
+            (req.context.clone(), req.dockerfile_name.clone(), req.target.clone());
+        let result = self.build_recorded(req, recording.sink.clone(), cancel).await;
+        let build_id = recording.id().to_string();
+        let (image_id, error, ran, cached) = match &result {
+            Ok(o) => (Some(o.image_id.to_string()), None, o.steps_ran, o.steps_cached),
+            Err(e) => (None, Some(e.to_string()), 0, 0),
+        };
+        let finish = crate::build_log::Finish {
+            context: &context,
+            dockerfile: &dockerfile,
+            target: target.as_deref(),
+            image_id,
+            error,
+            steps_ran: ran,
+            steps_cached: cached,
+        };
+        recording.finish(finish).await;
+        // Old logs are only a convenience: failing to remove them is not a build failure.
+        let _ = logs.retain(crate::build_log::KEEP_BUILDS);
+        result.map(|mut o| {
+            o.build_id = build_id;
+            o
+        })
+    }
+
+    /// The build, its events going to the build log recording.
+    async fn build_recorded(
+        &self,
+        req: BuildRequest,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<BuildOutcome, EngineError> {
         if !req.context.is_dir() {
             return Err(EngineError::Invalid(format!(
                 "build context {} is not a directory",

@@ -344,6 +344,7 @@ impl Engine {
             }
         }
         Ok(BuildOutcome {
+            build_id: String::new(),
             image_id,
             manifest,
             names,

@@ -9,6 +9,7 @@
 //! Entry point: [`Engine::open`], then [`Engine::build`].
 
 mod build;
+pub mod build_log;
 mod check;
 mod error;
 mod explain;
@@ -83,6 +84,11 @@ impl Engine {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The recorded builds and their step logs.
+    pub fn build_logs(&self) -> build_log::BuildLogs {
+        build_log::BuildLogs::new(self.store.root())
     }
 
     /// Images with names in the local store, sorted by name.

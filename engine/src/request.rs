@@ -44,6 +44,8 @@ pub struct BuildRequest {
 /// What a successful build produced.
 #[derive(Clone, Debug)]
 pub struct BuildOutcome {
+    /// The id of the build's record (`rbuild builds`, `rbuild logs`).
+    pub build_id: String,
     /// The image ID (config digest), as docker shows it.
     pub image_id: Digest,
     /// The manifest in the local content store.

@@ -14,6 +14,9 @@ pub async fn run(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> 
     let engine = crate::open_engine(root)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut renderer = crate::renderer(args.progress, args.quiet);
+    if let Some(path) = &args.trace {
+        renderer = Box::new(crate::progress::Trace::new(renderer, path.clone()));
+    }
     let render = tokio::task::spawn_blocking(move || {
         let mut steps = crate::metadata_file::StepRecorder::default();
         while let Some(event) = rx.blocking_recv() {
@@ -39,7 +42,14 @@ pub async fn run(args: BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> 
     let steps = render.await.unwrap_or_default();
     let outcome = match result {
         Ok(o) => o,
-        Err(error @ EngineError::Solve(_)) => return Err(crate::StepFailed { error, dockerfile }.into()),
+        Err(error @ EngineError::Solve(_)) => {
+            // Where the failing step's whole output is kept.
+            let hint = engine.build_logs().get(None).ok().and_then(|b| {
+                let failed = b.steps.iter().find(|s| s.status == "failed")?;
+                Some(format!("rbuild logs {} --step {}", b.id, failed.number))
+            });
+            return Err(crate::StepFailed { error, dockerfile, hint }.into());
+        }
         Err(e) => return Err(e.into()),
     };
     if let Some(path) = &args.iidfile {

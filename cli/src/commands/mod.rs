@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod build;
+pub mod builds;
 pub mod check;
 pub mod completion;
 pub mod debug;

@@ -2,9 +2,11 @@
 //! (a live view), `rawjson` (one event per line) and `quiet`.
 
 mod plain;
+mod trace;
 mod tty;
 
 pub use plain::Plain;
+pub use trace::Trace;
 pub use tty::Tty;
 
 use solver::progress::Event;
