@@ -9,23 +9,7 @@ use registry::{AnyManifest, Descriptor, Digest, ImageConfig, RootFs};
 use solver::progress::{Event, ProgressSink};
 use std::time::Instant;
 
-/// Formats Unix seconds as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-pub(crate) fn rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
+use registry::time::format_rfc3339 as rfc3339;
 
 /// Fills `created` of history entries that lack it: a layer's entry gets the time its layer
 /// was made, a metadata entry the time of the layer before it, so a fully cached rebuild
@@ -381,13 +365,6 @@ async fn blocking_store(
 mod tests {
     use super::*;
     use registry::History;
-
-    #[test]
-    fn rfc3339_of_known_times() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn history_times_follow_layers() {

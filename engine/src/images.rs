@@ -195,57 +195,9 @@ pub struct HistoryEntry {
     pub empty_layer: bool,
 }
 
-/// Parses RFC 3339 (`2024-05-01T10:20:30.123Z`, `...+02:00`) to Unix seconds.
+/// Unix seconds of an RFC 3339 time (the fraction is dropped).
 pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first() {
-                Some(b'+') => 1,
-                Some(b'-') => -1,
-                _ => return None,
-            };
-            let t = &rest[1..];
-            if t.len() != 5 || t.as_bytes()[2] != b':' {
-                return None;
-            }
-            let (oh, om): (i64, i64) = (t[..2].parse().ok()?, t[3..].parse().ok()?);
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    // Days from civil (Howard Hinnant's algorithm), the inverse of `export::rfc3339`.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+    registry::time::parse_rfc3339(s).map(|(secs, _)| secs)
 }
 
 /// The hex part of an ID query (`sha256:abc…`, `abc…`), when it can be one.
@@ -414,7 +366,7 @@ impl Engine {
                 kind: config.rootfs.kind.clone(),
                 layers: config.rootfs.diff_ids.clone(),
             },
-            metadata: InspectMetadata { last_tag_time: crate::export::rfc3339(image.tagged_unix) },
+            metadata: InspectMetadata { last_tag_time: registry::time::format_rfc3339(image.tagged_unix) },
             descriptor: image.manifest.clone(),
         })
     }
@@ -523,7 +475,7 @@ mod tests {
     #[test]
     fn rfc3339_round_trips_and_offsets() {
         for t in [0, 951_782_400, 1_700_000_000, -86_400] {
-            assert_eq!(parse_rfc3339(&crate::export::rfc3339(t)), Some(t), "{t}");
+            assert_eq!(parse_rfc3339(&registry::time::format_rfc3339(t)), Some(t), "{t}");
         }
         let cases: &[(&str, Option<i64>)] = &[
             ("2023-11-14T22:13:20.123456789Z", Some(1_700_000_000)),

@@ -26,7 +26,7 @@ pub use compress::{
     CompressionError, GZIP_BLOCK_SIZE, GZIP_DEFAULT_LEVEL, ParallelGzip, StreamSummary, ZSTD_DEFAULT_LEVEL,
     effective_level,
 };
-pub use epoch::{apply_source_date_epoch, format_rfc3339};
+pub use epoch::apply_source_date_epoch;
 pub use error::ExportError;
 pub use image::{FILLER_HISTORY_COMMENT, WrittenImage, uses_oci_media_types, write_image, write_index};
 pub use layer::{ExportedLayer, LayerOptions, export_layer, export_layer_with_threads, recompress_layer};

@@ -22,6 +22,7 @@ mod media_type;
 mod model;
 mod platform;
 mod reference;
+pub mod time;
 
 pub use client::{Client, ClientConfig, PushedBlob, RawManifest, ResolvedImage};
 pub use credentials::Credential;

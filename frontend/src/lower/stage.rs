@@ -68,6 +68,34 @@ pub(crate) struct StageState {
 }
 
 impl StageState {
+    /// The state at the start of a stage built on `vertex` (None: scratch) with `image`.
+    fn fresh(
+        vertex: Option<VertexId>,
+        image: ImageConfig,
+        platform: &Platform,
+        base_image: Option<Reference>,
+    ) -> StageState {
+        StageState {
+            vertex,
+            image,
+            env: EnvList::new(),
+            build_args: Vec::new(),
+            platform: platform.clone(),
+            user: String::new(),
+            cmd_set: false,
+            workdir_set: false,
+            cmd_index: 0,
+            cmd_total: 0,
+            display: String::new(),
+            in_onbuild: false,
+            ignore_cache: false,
+            onbuild: Vec::new(),
+            dispatched: false,
+            base_image,
+            platform_prefix: false,
+        }
+    }
+
     /// The working directory for RUN and relative paths.
     pub fn workdir(&self) -> String {
         match self.image.config.working_dir.as_deref() {
@@ -538,54 +566,16 @@ impl<'a> Lowering<'a> {
                 s.dispatched = false;
                 s
             }
-            Base::Scratch => StageState {
-                vertex: None,
-                image: self.empty_image(&platform),
-                env: EnvList::new(),
-                build_args: Vec::new(),
-                platform: platform.clone(),
-                user: String::new(),
-                cmd_set: false,
-                workdir_set: false,
-                cmd_index: 0,
-                cmd_total: 0,
-                display: String::new(),
-                in_onbuild: false,
-                ignore_cache: false,
-                onbuild: Vec::new(),
-                dispatched: false,
-                base_image: None,
-                platform_prefix: false,
-            },
+            Base::Scratch => StageState::fresh(None, self.empty_image(&platform), &platform, None),
             Base::Image(r) => {
                 let (vertex, mut config) = match self.image(r, &platform, "") {
                     Some(x) => x,
                     None => return Err(LowerError::NeedImages(self.need.iter().cloned().collect())),
                 };
                 config.created = None;
-                StageState {
-                    vertex,
-                    image: config,
-                    env: EnvList::new(),
-                    build_args: Vec::new(),
-                    platform: platform.clone(),
-                    user: String::new(),
-                    cmd_set: false,
-                    workdir_set: false,
-                    cmd_index: 0,
-                    cmd_total: 0,
-                    display: String::new(),
-                    in_onbuild: false,
-                    ignore_cache: false,
-                    onbuild: Vec::new(),
-                    dispatched: false,
-                    base_image: self
-                        .opts
-                        .images
-                        .get(&ImageRequest { reference: r.clone(), platform: platform.clone() })
-                        .map(|b| b.pinned.clone()),
-                    platform_prefix: false,
-                }
+                let request = ImageRequest { reference: r.clone(), platform: platform.clone() };
+                let pinned = self.opts.images.get(&request).map(|b| b.pinned.clone());
+                StageState::fresh(vertex, config, &platform, pinned)
             }
         };
         // ONBUILD triggers: from the base image's config, or the base stage's ONBUILD lines.
