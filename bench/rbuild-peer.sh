@@ -13,10 +13,10 @@
 # - reset wipes the whole store (like `peer.sh reset buildah`, which deletes buildah's
 #   storage, and `reset docker`, which removes every image and the build cache).
 #   `rbuild prune --all` keeps tagged images, so it would not give a cold start.
-# - push: rbuild has no `push IMAGE DEST` command yet; the same upload is done by
-#   re-running the (fully cached) build with `-t DEST --push`, so rbuild's push time
-#   includes one no-op rebuild (listed separately in RESULTS.md).  When the binary
-#   gains a `push` command, it is used instead.
+# - push: `rbuild tag bench/W DEST && rbuild push DEST` (the tag is a metadata write; docker
+#   and buildah name the image at build time).  A binary without `push`/`tag` commands
+#   does the same upload by re-running the (fully cached) build with `-t DEST --push`,
+#   which includes one no-op rebuild.
 set -euo pipefail
 LAB="${LAB:-/var/tmp/rbuild-lab}"
 SHARED_BENCH="${SHARED_BENCH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../shared/bench" && pwd)}"
@@ -38,8 +38,9 @@ case "$op" in
     exec "$BIN" --root "$ROOT" build "$@" ;;
   push)
     src=${1:?source image}; dest=${2:?destination}
-    if "$BIN" push --help >/dev/null 2>&1; then
-      exec "$BIN" --root "$ROOT" push "$src" "$dest"
+    if "$BIN" push --help >/dev/null 2>&1 && "$BIN" tag --help >/dev/null 2>&1; then
+      "$BIN" --root "$ROOT" tag "$src" "$dest"
+      exec "$BIN" --root "$ROOT" push -q "$dest" >/dev/null
     fi
     w=${src#bench/}
     df="$SHARED_BENCH/workloads/$w/Dockerfile"

@@ -8,6 +8,10 @@
 # Env knobs (defaults in brackets):
 #   WORKLOADS   [all of ../shared/bench/workloads]     BUILDERS [rbuild docker buildah]
 #   RUNS_COLD [3] RUNS_WARM [5] RUNS_CHANGE [3] RUNS_PUSH [3]
+#   PHASES [cold noop change push]   which measurements to take
+#   MERGE [0]   1: merge this run's rows into bench/results/latest.tsv (replacing the
+#               builder/workload/phase groups it measured) instead of replacing the file,
+#               e.g. `PHASES=push MERGE=1 LIMITS=0 bash bench/run.sh`
 #   SETUP [1]   bring the lab up first (setup-lab.sh, make-base-images.sh, gen.sh; idempotent)
 #   LIMITS [1]  run limits.sh + limits-extra.sh (0: reuse the last results under $LAB/results)
 #   RBUILD_BIN  use this rbuild binary instead of building git HEAD (`cargo build --release`
@@ -40,7 +44,9 @@ WORKLOADS="${WORKLOADS:-$(cd "$SHARED/workloads" && ls -d */ | tr -d / | tr '\n'
 BUILDERS="${BUILDERS:-rbuild docker buildah}"
 RUNS_COLD="${RUNS_COLD:-3}"; RUNS_WARM="${RUNS_WARM:-5}"
 RUNS_CHANGE="${RUNS_CHANGE:-3}"; RUNS_PUSH="${RUNS_PUSH:-3}"
-SETUP="${SETUP:-1}"; LIMITS="${LIMITS:-1}"; KEEP="${KEEP:-0}"
+SETUP="${SETUP:-1}"; LIMITS="${LIMITS:-1}"; KEEP="${KEEP:-0}"; MERGE="${MERGE:-0}"
+PHASES=" ${PHASES:-cold noop change push} "
+has() { [[ "$PHASES" == *" $1 "* ]]; }
 OUT="${OUT:-$HERE/RESULTS.md}"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES="$LAB/results/bench-$STAMP"; mkdir -p "$RES"
@@ -105,6 +111,9 @@ fi
   echo "buildah=$(buildah version 2>/dev/null | awk '/^Version/{print $2}')"
   echo "runc=$(runc --version | awk 'NR==1{print $3}')"
   echo "registry=$(docker-registry --version | awk '{print $3}')"
+  echo "builders=$BUILDERS"
+  echo "phases=$PHASES"
+  echo "runs=$RUNS_COLD/$RUNS_WARM/$RUNS_CHANGE/$RUNS_PUSH"
 } >"$RES/meta"
 
 # ------------------------------------------------------------------ measuring
@@ -138,6 +147,8 @@ warm() { tar -C "$LAB/ctx/$1" -cf - . >/dev/null; }
 
 for w in $WORKLOADS; do
   log "== $w"
+  if ! has cold; then for b in $BUILDERS; do "$P" reset "$b" >>"$ERRLOG" 2>&1; done; fi
+  has cold || RUNS_COLD=0; has noop || RUNS_WARM=0; has change || RUNS_CHANGE=0; has push || RUNS_PUSH=0
   for i in $(seq "$RUNS_COLD"); do
     for b in $(rotated "$i"); do
       "$P" reset "$b" >>"$ERRLOG" 2>&1; sync; warm "$w"
@@ -163,16 +174,22 @@ for w in $WORKLOADS; do
   if [ "$KEEP" != 1 ]; then   # the big-file states are several GiB per builder
     for b in $BUILDERS; do "$P" reset "$b" >>"$ERRLOG" 2>&1 || true; done
   fi
-  python3 "$HERE/report.py" --raw "$RAW" --res "$RES" --lab "$LAB" --out "$OUT"
+  # a report after each workload, so an interrupted run still leaves its numbers
+  [ "$MERGE" = 1 ] || python3 "$HERE/report.py" --raw "$RAW" --meta "$RES/meta" --lab "$LAB" --out "$OUT"
 done
 [ "$KEEP" = 1 ] || "$SHARED/registry-rm.sh" bench/
 
-{
-  echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "builders=$BUILDERS"
-  echo "runs=$RUNS_COLD/$RUNS_WARM/$RUNS_CHANGE/$RUNS_PUSH"
-} >>"$RES/meta"
+echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/meta"
+mkdir -p "$HERE/results"
+if [ "$MERGE" = 1 ] && [ -f "$HERE/results/latest.tsv" ]; then
+  python3 "$HERE/report.py" --merge "$HERE/results/latest.tsv" "$RAW" > "$RES/merged.tsv"
+  mv "$RES/merged.tsv" "$HERE/results/latest.tsv"
+  echo "rerun=$(sed -n 's/^start=//p' "$RES/meta"): phases$PHASES- workloads $WORKLOADS- builders $BUILDERS- rbuild $(cat "$RES/rbuild-rev"), load $(sed -n 's/^load_start=//p' "$RES/meta")" \
+    >>"$HERE/results/latest.meta"
+else
+  cp "$RAW" "$HERE/results/latest.tsv"; cp "$RES/meta" "$HERE/results/latest.meta"
+fi
 readme=(); [ "${README:-0}" = 1 ] && readme=(--readme "$REPO/README.md")
-python3 "$HERE/report.py" --raw "$RAW" --res "$RES" --lab "$LAB" --out "$OUT" "${readme[@]}"
-mkdir -p "$HERE/results"; cp "$RAW" "$HERE/results/latest.tsv"
+python3 "$HERE/report.py" --raw "$HERE/results/latest.tsv" --meta "$HERE/results/latest.meta" \
+  --lab "$LAB" --out "$OUT" "${readme[@]}"
 log "wrote $OUT (raw: $RAW)"
