@@ -13,6 +13,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
 
+    /// What isolates RUN steps: `native` (rbuild's own sandbox, the default), `runc`, `crun`,
+    /// or the path of another OCI runtime, given a bundle per step.
+    #[arg(long, global = true, env = "RBUILD_RUNTIME", value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+
     /// Log level for rbuild's own diagnostics (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "RBUILD_LOG", default_value = "warn", value_name = "LEVEL")]
     pub log_level: String,

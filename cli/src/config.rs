@@ -7,6 +7,7 @@
 //! root = "/var/lib/rbuild"      # store root
 //! parallelism = 4               # RUN steps at once (default: number of CPUs)
 //! platform = "linux/amd64"      # default --platform
+//! runtime = "runc"              # default --runtime (native, runc, crun or a path)
 //!
 //! [gc]
 //! keep_storage = "20GB"         # the store never grows past this (GC runs before and after builds)
@@ -31,6 +32,8 @@ pub struct Config {
     pub parallelism: Option<usize>,
     /// Default target platform.
     pub platform: Option<String>,
+    /// What isolates RUN steps (`native`, `runc`, `crun` or a runtime's path).
+    pub runtime: Option<String>,
     /// Garbage collection.
     #[serde(default)]
     pub gc: GcConfig,
@@ -96,6 +99,7 @@ impl Config {
         self.root = other.root.or(self.root.take());
         self.parallelism = other.parallelism.or(self.parallelism);
         self.platform = other.platform.or(self.platform.take());
+        self.runtime = other.runtime.or(self.runtime.take());
         self.gc.keep_storage = other.gc.keep_storage.or(self.gc.keep_storage.take());
         if !other.registry.insecure.is_empty() {
             self.registry.insecure = other.registry.insecure;

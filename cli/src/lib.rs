@@ -46,7 +46,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_BUILD_FAILED);
         }
     };
-    let settings = match config::Config::load() {
+    let mut settings = match config::Config::load() {
         Ok(c) => c,
         Err(e) => {
             report(&e);
@@ -54,6 +54,9 @@ pub fn main() -> ExitCode {
         }
     };
     let root = resolve::store_root(cli.root.clone().or_else(|| settings.root.clone()));
+    if cli.runtime.is_some() {
+        settings.runtime = cli.runtime.clone();
+    }
     let _ = CONFIG.set(settings);
     match runtime.block_on(run(cli.command, root)) {
         Ok(code) => code,
@@ -196,6 +199,7 @@ pub(crate) fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
             .parallelism
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         keep_storage: settings.keep_storage_bytes(),
+        runtime: resolve::runtime(settings.runtime.as_deref())?,
     };
     let mut told = false;
     Ok(Engine::open(config, |pid| {

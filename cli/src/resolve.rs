@@ -11,6 +11,34 @@ use registry::{Compression, Platform, Reference};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The runtime named by `--runtime`/`RBUILD_RUNTIME`/the config file: `native` (or nothing)
+/// is rbuild's own sandbox; a bare name (`runc`, `crun`) is looked up in `PATH`; anything
+/// with a `/` is the runtime binary itself.
+pub fn runtime(name: Option<&str>) -> Result<executor::Runtime> {
+    let name = match name.map(str::trim) {
+        None | Some("native") => return Ok(executor::Runtime::Native),
+        Some("") => return Err(usage("--runtime: empty value (use native, runc, crun or a path)")),
+        Some(n) => n,
+    };
+    let binary = if name.contains('/') {
+        let path = PathBuf::from(name);
+        if !path.is_file() {
+            return Err(usage(format!("--runtime {name}: no such file")));
+        }
+        path
+    } else {
+        let path = std::env::var_os("PATH")
+            .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+            .ok_or_else(|| {
+                usage(format!("--runtime {name}: `{name}` not found in PATH (install it, or give its path)"))
+            })?
+    };
+    Ok(executor::Runtime::Oci { binary })
+}
+
 /// A usage error (exit code 2): a flag value rbuild cannot accept.
 fn usage(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(message.into()))

@@ -57,6 +57,8 @@ pub struct EngineConfig {
     /// Cap on the store's size: least recently used cache is pruned before and after each
     /// build to stay under it (tagged images are never pruned).
     pub keep_storage: Option<u64>,
+    /// What isolates RUN steps: rbuild's own sandbox or an OCI runtime (`--runtime runc`).
+    pub runtime: executor::Runtime,
 }
 
 /// A build engine over one store. Holds the store lock for its lifetime.
@@ -76,7 +78,8 @@ impl Engine {
             init_program: config.init_program.clone(),
             state_dir: config.root.join("executor"),
             cgroup_parent: "rbuild".to_string(),
-        })?;
+        })?
+        .with_runtime(config.runtime.clone())?;
         let client = registry::Client::new(config.registry.clone())?;
         Ok(Engine { store: Arc::new(store), executor: Arc::new(executor), client, config })
     }

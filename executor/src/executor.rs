@@ -107,7 +107,7 @@ impl Executor {
                 .map_err(|e| ExecutorError::io(format!("creating {}", dir.display()), e))?;
         }
         // Before any run of ours exists: what a killed rbuild left must not pile up.
-        crate::stale::clean(&config.cgroup_parent, &runs_dir);
+        crate::stale::clean(&config.cgroup_parent, &runs_dir, &config.state_dir.join("oci"));
         let (hierarchy, cgroup_unavailable) = match Hierarchy::detect(&driver, &config.cgroup_parent) {
             Ok(h) => (h, None),
             Err(CgroupError::Unavailable { reason }) if driver == CgroupDriver::Auto => (None, Some(reason)),

@@ -19,6 +19,8 @@ pub(crate) struct Cleaned {
     pub cgroups: usize,
     /// Run directories under the state directory.
     pub run_dirs: usize,
+    /// OCI runtime state directories of containers of dead processes' runs.
+    pub oci_states: usize,
 }
 
 /// The pid that made run `id`, if `id` has the shape of a run id.
@@ -34,11 +36,11 @@ fn is_stale(id: &str) -> bool {
     owner(id).is_some_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// Removes the cgroups (below `cgroup_parent`, in every hierarchy) and the run directories
-/// (in `runs_dir`) left by runs of processes that no longer exist, killing whatever still
-/// runs in those cgroups. Best effort: what cannot be removed now is logged and retried at
-/// the next start.
-pub(crate) fn clean(cgroup_parent: &str, runs_dir: &Path) -> Cleaned {
+/// Removes the cgroups (below `cgroup_parent`, in every hierarchy), the run directories
+/// (in `runs_dir`) and the OCI runtime's container state (in `oci_root`, named by run id)
+/// left by runs of processes that no longer exist, killing whatever still runs in those
+/// cgroups. Best effort: what cannot be removed now is logged and retried at the next start.
+pub(crate) fn clean(cgroup_parent: &str, runs_dir: &Path, oci_root: &Path) -> Cleaned {
     let mut cleaned = Cleaned::default();
     for parent in cgroups::parent_dirs_in_every_hierarchy(cgroup_parent) {
         let Ok(entries) = std::fs::read_dir(&parent) else { continue };
@@ -70,6 +72,18 @@ pub(crate) fn clean(cgroup_parent: &str, runs_dir: &Path) -> Cleaned {
                 // Only what a run creates, never recursively: see RunDir.
                 RunDir::existing(entry.path()).remove();
                 cleaned.run_dirs += usize::from(!entry.path().exists());
+            }
+        }
+    }
+    // The runtime's own record of a container (state.json), which `runc delete` would have
+    // removed; the container's processes were killed with its cgroup above. The runtime
+    // keeps no mounts here, so removing the directory is all a delete would do.
+    if let Ok(entries) = std::fs::read_dir(oci_root) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(is_stale)
+                && std::fs::remove_dir_all(entry.path()).is_ok()
+            {
+                cleaned.oci_states += 1;
             }
         }
     }
@@ -116,8 +130,16 @@ mod tests {
         for dir in [&dead, &live] {
             std::fs::create_dir_all(dir.join("rootfs")).unwrap();
         }
-        let cleaned = clean("rbuild-stale-test-none", state.path());
-        assert_eq!(cleaned.run_dirs, 1);
+        let oci = tempfile::tempdir().unwrap();
+        let dead_ctr = oci.path().join("4294967-3-ff");
+        let live_ctr = oci.path().join(format!("{}-3-ff", std::process::id()));
+        for dir in [&dead_ctr, &live_ctr] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("state.json"), "{}").unwrap();
+        }
+        let cleaned = clean("rbuild-stale-test-none", state.path(), oci.path());
+        assert_eq!((cleaned.run_dirs, cleaned.oci_states), (1, 1));
         assert!(!dead.exists() && live.exists());
+        assert!(!dead_ctr.exists() && live_ctr.exists());
     }
 }

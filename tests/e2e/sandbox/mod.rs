@@ -5,6 +5,7 @@
 mod cache_mounts;
 mod limits;
 mod network_security;
+mod oci_runtime;
 mod secrets;
 mod ssh;
 
