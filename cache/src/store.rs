@@ -112,7 +112,8 @@ impl Store {
         let layers_dir = root.join("layers");
         let mnt_dir = root.join("mnt");
         let empty_dir = root.join("empty");
-        for dir in [&layers_dir, &mnt_dir, &empty_dir] {
+        let scratch_dir = root.join("scratch");
+        for dir in [&layers_dir, &mnt_dir, &empty_dir, &scratch_dir] {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
@@ -121,6 +122,8 @@ impl Store {
         }
         let mut recovery = Recovery { stale_mounts: mount::detach_stale(&mnt_dir)?, ..Recovery::default() };
         reset_empty_dir(&empty_dir)?;
+        // Work directories of a killed process (hard links into layers, no data of their own).
+        reset_empty_dir(&scratch_dir)?;
         let content = ContentStore::open(&root)?;
         clear_dir_files(&root.join("blobs").join("tmp"))?;
 
@@ -177,6 +180,16 @@ impl Store {
     /// The store's root directory (canonical path).
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// A new empty work directory on the layers' file system (so that it can hold hard
+    /// links to layer files), removed when dropped, or at the next open after a crash.
+    pub fn scratch_dir(&self) -> Result<tempfile::TempDir, StoreError> {
+        let parent = self.inner.root.join("scratch");
+        tempfile::Builder::new()
+            .prefix("work-")
+            .tempdir_in(&parent)
+            .map_err(io_err("create directory in", &parent))
     }
 
     /// The content store (blobs by digest).

@@ -92,10 +92,11 @@ pub fn parse_output(spec: &str, tags: &[Reference]) -> Result<Output, OutputSpec
             };
             let force_compression = take_bool(&mut fields, "force-compression", false)?;
             let oci_media_types = take_bool(&mut fields, "oci-mediatypes", true)?;
+            let squash = take_bool(&mut fields, "squash", false)?;
             if push && names.is_empty() {
                 return Err(err("push needs a name: give -t or name=".into()));
             }
-            Output::Image { names, push, compression, level, force_compression, oci_media_types }
+            Output::Image { names, push, compression, level, force_compression, oci_media_types, squash }
         }
         "oci" => {
             let tar = take_bool(&mut fields, "tar", true)?;
@@ -146,6 +147,19 @@ mod tests {
                     level: None,
                     force_compression: false,
                     oci_media_types: true,
+                    squash: false,
+                },
+            ),
+            (
+                "type=image,squash=true",
+                Output::Image {
+                    names: tags.clone(),
+                    push: false,
+                    compression: Compression::Gzip,
+                    level: None,
+                    force_compression: false,
+                    oci_media_types: true,
+                    squash: true,
                 },
             ),
         ];
@@ -160,6 +174,8 @@ mod tests {
             "type=local,dest=-",
             "dest=x",
             "type=image,compression=lz4",
+            "type=image,squash=yes-please",
+            "type=oci,dest=x,squash=true",
         ];
         for spec in bad {
             assert!(parse_output(spec, &tags).is_err(), "{spec}");

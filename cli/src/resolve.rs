@@ -177,5 +177,6 @@ fn image_output(tags: &[Reference], push: bool) -> Output {
         level: None,
         force_compression: false,
         oci_media_types: true,
+        squash: false,
     }
 }

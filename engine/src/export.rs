@@ -87,6 +87,57 @@ fn layer_blob(
 /// Namespace of the blobs of layers exported with clamped times, by layer, compression, epoch.
 const EPOCH_BLOBS: &str = "layer-blob-epoch";
 
+/// Namespace of squashed layer blobs, by the layers merged, compression and epoch.
+const SQUASHED_BLOBS: &str = "layer-blob-squashed";
+
+/// One blob holding the changes of `layers` (bottom first), made once per layer list and
+/// options, then remembered; its time is that of the newest of them.
+fn squashed_blob(
+    store: &Store,
+    layers: &[LayerId],
+    opts: &LayerOptions,
+) -> Result<(LayerBlob, i64), EngineError> {
+    let mut newest = 0i64;
+    let mut dirs = Vec::with_capacity(layers.len());
+    for id in layers {
+        let record = store.meta().layer(id)?.ok_or_else(|| cache::StoreError::LayerNotFound(id.clone()))?;
+        newest = newest.max(record.created_unix);
+        dirs.push(store.layer_dir(id));
+    }
+    let ids: Vec<&str> = layers.iter().map(LayerId::as_str).collect();
+    let key =
+        format!("{}/{:?}/{:?}/{:?}", ids.join(","), opts.compression, opts.level, opts.source_date_epoch);
+    let key = registry::Digest::of_bytes(key.as_bytes()).to_string();
+    if let Some(raw) = store.meta().get_kv(SQUASHED_BLOBS, &key)?
+        && let Ok(blob) = serde_json::from_slice::<LayerBlob>(&raw)
+        && store.content().contains(&blob.descriptor.digest)
+    {
+        return Ok((blob, newest));
+    }
+    let scratch = store.scratch_dir()?;
+    let exported = exporter::export_squashed_layer(store.content(), &dirs, scratch.path(), opts)?;
+    let blob =
+        LayerBlob { compression: opts.compression, descriptor: exported.blob, diff_id: exported.diff_id };
+    let bytes =
+        serde_json::to_vec(&blob).map_err(|e| EngineError::Invalid(format!("layer blob record: {e}")))?;
+    store.meta().put_kv(SQUASHED_BLOBS, &key, &bytes)?;
+    Ok((blob, newest))
+}
+
+/// History of a squashed image: the build's steps stay listed, but only the last one that
+/// made a layer still owns one (the squashed layer), so entries and layers keep matching.
+fn squash_history(history: &mut [registry::History], base_layers: usize) {
+    let layered: Vec<usize> =
+        history.iter().enumerate().filter(|(_, h)| !h.empty_layer).map(|(i, _)| i).collect();
+    if let Some((_, added)) =
+        layered.split_last().map(|(last, rest)| (last, &rest[base_layers.min(rest.len())..]))
+    {
+        for &i in added {
+            history[i].empty_layer = true;
+        }
+    }
+}
+
 /// How many layers at the bottom of the target come from its base image (never rewritten).
 fn base_layer_count(store: &Store, lowered: &Lowered) -> usize {
     lowered
@@ -168,6 +219,7 @@ impl Engine {
             |o| o.layer_options(epoch),
         );
         let force = matches!(image_output, Some(Output::Image { force_compression: true, .. }));
+        let squash = matches!(image_output, Some(Output::Image { squash: true, .. }));
         let oci = opts.oci_media_types;
 
         // Layers (made once per layer, then remembered in the store).
@@ -176,10 +228,16 @@ impl Engine {
         let log = progress.clone();
         let step_id = step.to_string();
         let base_layers = base_layer_count(&self.store, lowered);
+        // Squashing only changes something when the build added more than one layer.
+        let squashed = squash && ids.len() > base_layers + 1;
         let blobs = tokio::task::spawn_blocking(move || -> Result<Vec<(LayerBlob, i64)>, EngineError> {
             let mut out = Vec::with_capacity(ids.len());
             for (i, id) in ids.iter().enumerate() {
-                out.push(layer_blob(&store, id, &opts, force, i >= base_layers)?);
+                if squashed && i >= base_layers {
+                    out.push(squashed_blob(&store, &ids[base_layers..], &opts)?);
+                } else {
+                    out.push(layer_blob(&store, id, &opts, force, i >= base_layers)?);
+                }
                 let last = &out.last().expect("just pushed").0.descriptor;
                 log.send(Event::Transfer {
                     step: step_id.clone(),
@@ -187,6 +245,9 @@ impl Engine {
                     current: last.size,
                     total: Some(last.size),
                 });
+                if squashed && i >= base_layers {
+                    break;
+                }
             }
             Ok(out)
         })
@@ -194,6 +255,9 @@ impl Engine {
         .map_err(|e| EngineError::Invalid(format!("layer export task failed: {e}")))??;
 
         let mut config = lowered.image.clone();
+        if squashed {
+            squash_history(&mut config.history, base_layers);
+        }
         config.rootfs = RootFs {
             kind: "layers".into(),
             diff_ids: blobs.iter().map(|(b, _)| b.diff_id.clone()).collect(),
@@ -201,7 +265,9 @@ impl Engine {
         let times: Vec<i64> = blobs.iter().map(|(_, t)| *t).collect();
         fill_times(&mut config, &times, epoch);
         let layers: Vec<Descriptor> = blobs.into_iter().map(|(b, _)| b.descriptor).collect();
-        solver::remember_chain(&self.store, &config.rootfs.diff_ids, chain)?;
+        // A squashed layer is no layer directory of the store; the base's still are.
+        let remembered = if squashed { base_layers } else { chain.len() };
+        solver::remember_chain(&self.store, &config.rootfs.diff_ids[..remembered], &chain[..remembered])?;
         let written = exporter::write_image(self.store.content(), &config, &layers, oci)?;
         Ok((written, config))
     }

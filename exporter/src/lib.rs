@@ -20,6 +20,7 @@ mod layout;
 mod local;
 mod output;
 mod push;
+mod squash;
 
 pub use archive::{ArchiveError, HeaderError};
 pub use compress::{
@@ -34,3 +35,4 @@ pub use layout::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, write_docker_archiv
 pub use local::{write_local, write_rootfs_tar};
 pub use output::{Destination, Output};
 pub use push::{PushProgress, push_image};
+pub use squash::export_squashed_layer;

@@ -23,6 +23,8 @@ pub enum Output {
         force_compression: bool,
         /// OCI media types (the default) or Docker schema 2 ones.
         oci_media_types: bool,
+        /// Merge the layers the build adds on top of its base image into one layer.
+        squash: bool,
     },
     /// An OCI image layout, as a tar file or a directory (`type=oci`).
     Oci {

@@ -195,3 +195,53 @@ fn push_mounts_base_layers_from_the_base_repository() {
     let uploads = lab.registry.requests("PUT", "/v2/e2e/outputs-mount/blobs/uploads/");
     assert!(!uploads.iter().any(|r| r.contains(&hex)), "the base layer was uploaded again");
 }
+
+#[test]
+fn squash_merges_the_build_layers_into_one_over_the_shared_base() {
+    require_lab!();
+    let lab = harness::lab();
+    let dockerfile = format!(
+        "FROM {base}\n\
+         COPY hello.txt /app/hello.txt\n\
+         RUN echo one > /app/one && echo tmp > /app/tmp && rm /bin/ls\n\
+         RUN echo two > /app/one && rm /app/tmp && mkdir /app/dir && echo x > /app/dir/x\n\
+         RUN rm -r /app/dir && mkdir /app/dir && echo y > /app/dir/y\n\
+         ENV GREETING=hi\n",
+        base = lab.base
+    );
+    let ctx = harness::context(&[("Dockerfile", &dockerfile), ("hello.txt", "hello\n")]);
+    let rb = Rbuild::new();
+    let out = harness::tempdir();
+    let export = |name: &str, squash: bool| {
+        let tar = out.path().join(format!("{name}.tar"));
+        rb.build(ctx.path())
+            .args(["-o", &format!("type=image,name=e2e/{name},squash={squash}")])
+            .args(["-o", &format!("type=oci,dest={}", tar.display())])
+            .expect_ok();
+        Image::from_oci_archive(&tar)
+    };
+    let plain = export("layered", false);
+    let squashed = export("squashed", true);
+
+    let base_layers = plain.layers.len() - 4;
+    assert_eq!(squashed.layers.len(), base_layers + 1, "base layers + one squashed layer");
+    assert_eq!(squashed.diff_ids()[..base_layers], plain.diff_ids()[..base_layers], "base layers are shared");
+    // Same file system, down to owners, modes and contents; deletions of base files survive.
+    let view = |img: &Image| -> Vec<(String, char, u64, u32, Vec<u8>)> {
+        img.rootfs().into_iter().map(|(p, e)| (p, e.kind, e.uid, e.mode, e.data)).collect()
+    };
+    assert_eq!(view(&squashed), view(&plain));
+    let fs = squashed.rootfs();
+    assert!(!fs.contains_key("bin/ls") && !fs.contains_key("app/tmp") && !fs.contains_key("app/dir/x"));
+    assert_eq!(fs["app/one"].data, b"two\n");
+    // Every step stays in the history; entries that own a layer match the layers.
+    let history = squashed.history();
+    assert_eq!(history.len(), plain.history().len());
+    let owning = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(owning, squashed.layers.len(), "{history:#?}");
+    assert_eq!(squashed.cfg("Env"), plain.cfg("Env"));
+
+    // The squashed layer is made once: a no-op rebuild gives the same image.
+    let again = export("squashed", true);
+    assert_eq!(again.manifest_digest(), squashed.manifest_digest());
+}
