@@ -4,6 +4,11 @@
 //! is its own key, except for local sources (the build context): there it is the checksum of
 //! exactly the paths `v` selects from that source (contents, modes, owners, link targets; never
 //! mtimes). Editing a file no step selects, or touching one, therefore changes no key.
+//!
+//! When a step must run anyway, its dependents get a second chance (the scheduler's content
+//! keys): for an input a step only copies from (`COPY --from`), the component becomes the
+//! checksum of the copied paths in that input's result, so a stage that re-ran but produced
+//! the same files leaves the copy, and everything built on it, served from the cache.
 
 use crate::ir::{FileAction, Graph, Op, Source, VertexId};
 use registry::Digest;
@@ -69,6 +74,32 @@ pub fn selections(graph: &Graph, v: VertexId, input: usize) -> Vec<LocalSelectio
         }],
     }
 }
+
+/// Inputs of `v` that it reads only through the paths its COPY actions select (never as the
+/// file system it modifies), and that are not local sources: their part of `v`'s key can be
+/// the checksum of those paths in their result rather than their key (BuildKit's content
+/// keys for `COPY --from`), so that a stage that re-ran but produced the same files does
+/// not invalidate what copies from it.
+pub fn content_selected_inputs(graph: &Graph, v: VertexId) -> Vec<usize> {
+    let vertex = graph.vertex(v);
+    let Op::File(f) = &vertex.op else { return Vec::new() };
+    let mut out: Vec<usize> = f
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            FileAction::Copy(c) if Some(c.source) != f.base => Some(c.source),
+            _ => None,
+        })
+        .filter(|&i| vertex.inputs.get(i).is_some_and(|&input| !is_local_source(graph, input)))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The `source` recorded in content components of another step's result: a constant, since
+/// only the selected files may decide the key, not which stage produced them.
+pub const STEP_RESULT_SOURCE: &str = "(result of another step)";
 
 /// One part of a key, kept so that a miss can be explained later.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

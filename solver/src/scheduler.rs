@@ -1,5 +1,7 @@
 //! The scheduler: computes every key up front, serves what it can from the cache, and runs
-//! the rest with every vertex whose inputs are ready running at once.
+//! the rest with every vertex whose inputs are ready running at once. A step about to run
+//! whose inputs re-ran is looked up once more by its content key (see [`key`]) before it
+//! runs, and its result is recorded under both keys.
 
 use crate::error::SolveError;
 use crate::ir::{Graph, Op, Source, Vertex, VertexId};
@@ -39,6 +41,18 @@ pub trait Worker: Send + Sync + 'static {
         source: &crate::ir::LocalSource,
         selection: &LocalSelection,
     ) -> Result<Digest, SolveError>;
+
+    /// Checksum of what `selection` picks from `output`, the result of another step (for
+    /// keys that follow content, as `COPY --from` does; blocking). `None` when the worker
+    /// cannot tell, and the step's key then stays the input's key.
+    fn checksum_output(
+        &self,
+        output: &Self::Output,
+        selection: &LocalSelection,
+    ) -> Result<Option<Digest>, SolveError> {
+        let _ = (output, selection);
+        Ok(None)
+    }
 
     /// The stored result for `key`, if any (blocking, cheap).
     fn load(&self, key: &CacheKey, vertex: &Vertex) -> Result<Option<Self::Output>, SolveError>;
@@ -320,8 +334,9 @@ impl<W: Worker> Solver<W> {
         plan: Plan<W::Output>,
         cancel: CancellationToken,
     ) -> Result<Solution<W::Output>, SolveError> {
-        let Plan { mut outputs, cached, to_run } = plan;
-        let ran = self.run(&graph, &keys, to_run, &mut outputs, cancel).await?;
+        let Plan { mut outputs, mut cached, to_run } = plan;
+        let (ran, served_late) = self.run(&graph, &keys, to_run, &mut outputs, cancel).await?;
+        cached.extend(served_late);
         let outputs = targets.iter().map(|t| outputs[t].clone()).collect();
         Ok(Solution { outputs, keys, ran, cached })
     }
@@ -333,12 +348,24 @@ impl<W: Worker> Solver<W> {
         to_run: Vec<VertexId>,
         outputs: &mut HashMap<VertexId, W::Output>,
         cancel: CancellationToken,
-    ) -> Result<Vec<VertexId>, SolveError> {
+    ) -> Result<(Vec<VertexId>, Vec<VertexId>), SolveError> {
         let exec_slots = Arc::new(Semaphore::new(self.options.max_parallel_exec.max(1)));
         let cancel = cancel.child_token();
+        // Steps that must not be served from the cache (as in `plan`): they and what depends
+        // on them run.
+        let mut bypassed = vec![false; graph.len()];
+        for v in graph.reachable(&to_run) {
+            let vertex = graph.vertex(v);
+            bypassed[v.index()] = self.options.ignore_cache
+                || vertex.meta.ignore_cache
+                || vertex.inputs.iter().any(|i| bypassed[i.index()]);
+        }
+        // The key each finished step's dependents use: its content key when it has one.
+        let mut effective: HashMap<VertexId, Digest> = HashMap::new();
         let mut pending: Vec<VertexId> = to_run;
-        let mut running: JoinSet<(VertexId, Result<W::Output, SolveError>)> = JoinSet::new();
+        let mut running: JoinSet<(VertexId, Result<Finished<W::Output>, SolveError>)> = JoinSet::new();
         let mut ran = Vec::new();
+        let mut served_late = Vec::new();
         let mut first_error: Option<SolveError> = None;
 
         loop {
@@ -350,6 +377,13 @@ impl<W: Worker> Solver<W> {
                 for v in ready {
                     let vertex = graph.vertex(v).clone();
                     let inputs: Vec<W::Output> = vertex.inputs.iter().map(|i| outputs[i].clone()).collect();
+                    let input_keys: Vec<Digest> = vertex
+                        .inputs
+                        .iter()
+                        .map(|i| effective.get(i).unwrap_or(&keys[i].key).clone())
+                        .collect();
+                    let look_again = !bypassed[v.index()] && self.worker.cacheable(&vertex);
+                    let graph = graph.clone();
                     let key = keys[&v].clone();
                     let worker = self.worker.clone();
                     let progress = self.progress.clone();
@@ -369,6 +403,36 @@ impl<W: Worker> Solver<W> {
                         if step.cancel.is_cancelled() {
                             return (v, Err(SolveError::Cancelled));
                         }
+                        // Inputs that re-ran may have produced what they produced before: the
+                        // key that follows their content may still be in the cache.
+                        let content_key = if look_again {
+                            let (w, k, ins) = (worker.clone(), key.clone(), inputs.clone());
+                            tokio::task::spawn_blocking(move || {
+                                content_key(&*w, &graph, v, &k, &ins, &input_keys)
+                            })
+                            .await
+                            .unwrap_or(None)
+                        } else {
+                            None
+                        };
+                        if let Some(ck) = &content_key {
+                            let (w, ck2, vx) = (worker.clone(), ck.clone(), vertex.clone());
+                            let found = tokio::task::spawn_blocking(move || w.load(&ck2, &vx)).await;
+                            if let Ok(Ok(Some(out))) = found {
+                                // Also under the ordinary key, so the next identical build
+                                // needs no checksum to find it.
+                                let (w, k, vx, o) =
+                                    (worker.clone(), key.clone(), vertex.clone(), out.clone());
+                                let saved = tokio::task::spawn_blocking(move || w.save(&k, &vx, &o)).await;
+                                if let Ok(Err(e)) = saved {
+                                    return (v, Err(e));
+                                }
+                                progress
+                                    .send(Event::Cached { step: step.id.clone(), name: step.name.clone() });
+                                let effective = Some(ck.key.clone());
+                                return (v, Ok(Finished { output: out, effective, from_cache: true }));
+                            }
+                        }
                         let is_local = matches!(vertex.op, Op::Source(Source::Local(_)));
                         let start = Instant::now();
                         if !is_local {
@@ -382,8 +446,12 @@ impl<W: Worker> Solver<W> {
                         let result = match result {
                             Ok(out) if worker.cacheable(&vertex) => {
                                 let w = worker.clone();
-                                let (k, vx, o) = (key, vertex.clone(), out.clone());
-                                match tokio::task::spawn_blocking(move || w.save(&k, &vx, &o)).await {
+                                let (k, ck, vx, o) = (key, content_key.clone(), vertex.clone(), out.clone());
+                                let save = move || {
+                                    w.save(&k, &vx, &o)?;
+                                    ck.map_or(Ok(()), |ck| w.save(&ck, &vx, &o))
+                                };
+                                match tokio::task::spawn_blocking(save).await {
                                     Ok(Ok(())) => Ok(out),
                                     Ok(Err(e)) => Err(e),
                                     Err(e) => Err(SolveError::Internal(format!("saving cache record: {e}"))),
@@ -401,7 +469,8 @@ impl<W: Worker> Solver<W> {
                             }
                             Err(e) => progress.failed(&step.id, e.to_string()),
                         }
-                        (v, result)
+                        let effective = content_key.map(|ck| ck.key);
+                        (v, result.map(|output| Finished { output, effective, from_cache: false }))
                     });
                 }
             }
@@ -410,9 +479,12 @@ impl<W: Worker> Solver<W> {
             }
             let Some(joined) = running.join_next().await else { break };
             match joined {
-                Ok((v, Ok(out))) => {
-                    outputs.insert(v, out);
-                    ran.push(v);
+                Ok((v, Ok(done))) => {
+                    outputs.insert(v, done.output);
+                    if let Some(k) = done.effective {
+                        effective.insert(v, k);
+                    }
+                    if done.from_cache { served_late.push(v) } else { ran.push(v) }
                 }
                 Ok((_, Err(e))) => {
                     // Keep the first real error; cancellations caused by it are noise.
@@ -439,6 +511,66 @@ impl<W: Worker> Solver<W> {
         if cancel.is_cancelled() || !pending.is_empty() {
             return Err(SolveError::Cancelled);
         }
-        Ok(ran)
+        Ok((ran, served_late))
     }
+}
+
+/// A step's result as the run loop records it.
+struct Finished<O> {
+    output: O,
+    /// The content key its dependents use instead of its ordinary key.
+    effective: Option<Digest>,
+    /// Served from the cache by its content key rather than run.
+    from_cache: bool,
+}
+
+/// The key of `v` that follows content: its inputs' own content keys, and for inputs it
+/// only copies from, the checksum of the copied paths in their results. `None` when that is
+/// its ordinary key (nothing to look up again). A checksum that cannot be taken (a missing
+/// path: the copy will say so) keeps the input's key.
+fn content_key<W: Worker>(
+    worker: &W,
+    graph: &Graph,
+    v: VertexId,
+    ordinary: &CacheKey,
+    inputs: &[W::Output],
+    input_keys: &[Digest],
+) -> Option<CacheKey> {
+    let vertex = graph.vertex(v);
+    let by_content = key::content_selected_inputs(graph, v);
+    let mut changed = false;
+    let mut components = Vec::new();
+    for (i, &input) in vertex.inputs.iter().enumerate() {
+        let same_index = |c: &&KeyComponent| match c {
+            KeyComponent::Content { index, .. } | KeyComponent::Input { index, .. } => *index == i,
+        };
+        if key::is_local_source(graph, input) {
+            components.extend(ordinary.components.iter().filter(same_index).cloned());
+            continue;
+        }
+        if by_content.contains(&i) {
+            let sums: Result<Option<Vec<KeyComponent>>, SolveError> = key::selections(graph, v, i)
+                .into_iter()
+                .map(|selection| {
+                    Ok(worker.checksum_output(&inputs[i], &selection)?.map(|checksum| {
+                        KeyComponent::Content {
+                            index: i,
+                            source: key::STEP_RESULT_SOURCE.to_string(),
+                            selection,
+                            checksum,
+                        }
+                    }))
+                })
+                .collect();
+            if let Ok(Some(sums)) = sums {
+                components.extend(sums);
+                changed = true;
+                continue;
+            }
+        }
+        let ordinary_input = ordinary.components.iter().find(same_index);
+        changed |= !matches!(ordinary_input, Some(KeyComponent::Input { key, .. }) if *key == input_keys[i]);
+        components.push(KeyComponent::Input { index: i, key: input_keys[i].clone() });
+    }
+    changed.then(|| CacheKey::new(&vertex.op, components))
 }

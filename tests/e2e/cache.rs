@@ -139,3 +139,41 @@ fn no_cache_reruns_everything() {
         assert!(second.ran_any(step), "{step} did not run with --no-cache: {:?}", second.ran);
     }
 }
+
+/// `COPY --from` keys follow the copied files' content (as BuildKit's do): a stage that ran
+/// again but produced the same files leaves the copy and everything after it cached.
+#[test]
+fn a_stage_that_reruns_with_the_same_output_keeps_its_copies_cached() {
+    require_lab!();
+    let lab = harness::lab();
+    let df = format!(
+        "FROM {base} AS builder\n\
+         COPY src.txt /src.txt\n\
+         RUN cut -c1-3 /src.txt > /artifact\n\
+         FROM {base}\n\
+         COPY --from=builder /artifact /artifact\n\
+         RUN cat /artifact > /copied && echo ran > /final\n",
+        base = lab.base
+    );
+    let ctx = harness::context(&[("Dockerfile", &df), ("src.txt", "abcXYZ\n")]);
+    let rb = Rbuild::new();
+    let first = build(&rb, ctx.path(), &[]);
+    assert!(first.ran_any("RUN cat /artifact"), "{:?}", first.ran);
+
+    // Same first three characters: the builder's RUN re-runs, its result is the same.
+    harness::write(&ctx.path().join("src.txt"), "abcQQQ\n");
+    let second = build(&rb, ctx.path(), &[]);
+    assert!(second.ran_any("RUN cut"), "the builder stage must run again: {:?}", second.ran);
+    assert!(!second.ran_any("COPY --from") && !second.ran_any("RUN cat /artifact"), "{:?}", second.ran);
+    assert!(second.cached.iter().any(|n| n.contains("RUN cat /artifact")), "{:?}", second.cached);
+    assert_eq!(second.image_id, first.image_id, "the same image as before");
+    // And the next identical build is served without a checksum, fully cached.
+    let third = build(&rb, ctx.path(), &[]);
+    assert!(third.ran.is_empty(), "{:?}", third.ran);
+
+    // A different artifact runs the copy and what follows.
+    harness::write(&ctx.path().join("src.txt"), "xyzQQQ\n");
+    let fourth = build(&rb, ctx.path(), &[]);
+    assert!(fourth.ran_any("COPY --from") && fourth.ran_any("RUN cat /artifact"), "{:?}", fourth.ran);
+    assert_ne!(fourth.image_id, first.image_id);
+}

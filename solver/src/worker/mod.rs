@@ -126,13 +126,7 @@ impl LocalWorker {
     ) -> Result<(cache::fileop::SourceRoot, cache::checksum::Selector), SolveError> {
         let root = self.context_dir(&source.name, &source.name)?;
         let root = cache::fileop::SourceRoot::context(root.clone(), source.excludes.clone());
-        let mut copy = cache::fileop::CopyAction::new(0, selection.path.clone(), "/");
-        copy.follow_symlinks = selection.follow_symlinks;
-        copy.include_patterns = selection.include_patterns.clone();
-        copy.exclude_patterns = selection.exclude_patterns.clone();
-        copy.allow_wildcard = selection.allow_wildcard;
-        copy.parents = selection.parents;
-        Ok((root, copy.selector()))
+        Ok((root, selector(selection)))
     }
 
     fn context_dir(&self, step: &str, name: &str) -> Result<&PathBuf, SolveError> {
@@ -140,6 +134,17 @@ impl LocalWorker {
             .get(name)
             .ok_or_else(|| SolveError::msg(step, format!("no local context named {name:?}")))
     }
+}
+
+/// What a copy of `selection` reads, for checksums.
+fn selector(selection: &LocalSelection) -> cache::checksum::Selector {
+    let mut copy = cache::fileop::CopyAction::new(0, selection.path.clone(), "/");
+    copy.follow_symlinks = selection.follow_symlinks;
+    copy.include_patterns = selection.include_patterns.clone();
+    copy.exclude_patterns = selection.exclude_patterns.clone();
+    copy.allow_wildcard = selection.allow_wildcard;
+    copy.parents = selection.parents;
+    copy.selector()
 }
 
 fn store_err(step: &str, e: cache::StoreError) -> SolveError {
@@ -153,6 +158,20 @@ impl Worker for LocalWorker {
         let (root, selector) = self.selection(source, selection)?;
         cache::checksum::checksum(&root, &selector, &self.checksums)
             .map_err(|e| SolveError::step(&source.name, format!("checksum of {:?}: {e}", selection.path), e))
+    }
+
+    fn checksum_output(
+        &self,
+        output: &Ref,
+        selection: &LocalSelection,
+    ) -> Result<Option<Digest>, SolveError> {
+        let Ref::Chain(chain) = output else { return Ok(None) };
+        let view = self.store.mount_readonly(chain).map_err(|e| store_err("checksum", e))?;
+        let root = cache::fileop::SourceRoot::new(view.path().to_path_buf());
+        // A fresh cache: the view is a new mount each time, so remembered entries never match.
+        let checksum = cache::checksum::checksum(&root, &selector(selection), &ChecksumCache::new())
+            .map_err(|e| SolveError::msg("checksum", format!("checksum of {:?}: {e}", selection.path)))?;
+        Ok(Some(checksum))
     }
 
     fn load(&self, key: &CacheKey, _vertex: &Vertex) -> Result<Option<Ref>, SolveError> {
