@@ -363,7 +363,7 @@ impl<W: Worker> Solver<W> {
         // The key each finished step's dependents use: its content key when it has one.
         let mut effective: HashMap<VertexId, Digest> = HashMap::new();
         let mut pending: Vec<VertexId> = to_run;
-        let mut running: JoinSet<(VertexId, Result<Finished<W::Output>, SolveError>)> = JoinSet::new();
+        let mut running: JoinSet<StepResult<W::Output>> = JoinSet::new();
         let mut ran = Vec::new();
         let mut served_late = Vec::new();
         let mut first_error: Option<SolveError> = None;
@@ -514,6 +514,9 @@ impl<W: Worker> Solver<W> {
         Ok((ran, served_late))
     }
 }
+
+/// What a step task reports to the run loop.
+type StepResult<O> = (VertexId, Result<Finished<O>, SolveError>);
 
 /// A step's result as the run loop records it.
 struct Finished<O> {
