@@ -300,6 +300,42 @@ fn create_copy(
     filled
 }
 
+/// One cache of `RUN --mount=type=cache` on disk (all its copies), for `du` and prune.
+#[derive(Clone, Debug)]
+pub(crate) struct CacheMountUsage {
+    /// `<root>/cache-mounts/<key hash>`.
+    pub key_dir: PathBuf,
+    /// The cache id (and seed variant), as the `id` label says.
+    pub id: String,
+    /// Bytes of its files, all copies.
+    pub size: u64,
+    /// When a step last mounted it (the label's mtime).
+    pub last_used_unix: i64,
+    /// A step of this process has a copy mounted now.
+    pub in_use: bool,
+}
+
+/// Apparent size of the files under `dir` (not following symlinks).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Marks the cache at `key_dir` as used now (its label's mtime), for least-recently-used
+/// pruning. Best effort: a cache whose label cannot be touched only looks older.
+fn touch_label(key_dir: &Path) {
+    if let Ok(f) = fs::File::options().write(true).open(key_dir.join("id")) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// Removes copies a crashed process left half created (`.tmp-<pid>-<n>` of other pids).
 fn remove_stale_tmp(key_dir: &Path) {
     let Ok(entries) = fs::read_dir(key_dir) else { return };
@@ -314,6 +350,32 @@ fn remove_stale_tmp(key_dir: &Path) {
 }
 
 impl crate::Store {
+    /// Every cache mount on disk with its size and last use.
+    pub(crate) fn cache_mount_usage(&self) -> Vec<CacheMountUsage> {
+        let Ok(entries) = fs::read_dir(self.inner.root.join("cache-mounts")) else { return Vec::new() };
+        let uses = self.inner.cache_mounts.uses();
+        let mut out: Vec<CacheMountUsage> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| {
+                let key_dir = e.path();
+                let label = key_dir.join("id");
+                let id = fs::read_to_string(&label)
+                    .map_or_else(|_| "?".to_string(), |s| s.trim().replace('\n', " "));
+                let last_used_unix = fs::metadata(&label)
+                    .or_else(|_| fs::metadata(&key_dir))
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs() as i64);
+                let in_use = uses.keys().any(|p| p.starts_with(&key_dir));
+                CacheMountUsage { size: tree_size(&key_dir), key_dir, id, last_used_unix, in_use }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key_dir.cmp(&b.key_dir));
+        out
+    }
+
     /// A copy of the cache `req` names, to mount for one step. Creates the first copy
     /// (and, with [`CacheSharing::Private`], another one when all are busy) with `req`'s
     /// mode and owner, filled by `seed` when given; waits while every copy is busy with
@@ -349,7 +411,10 @@ impl crate::Store {
                 })?
             };
             match decision {
-                Decision::Use(path) => return Ok(CacheMount { path, mounts: mounts.clone() }),
+                Decision::Use(path) => {
+                    touch_label(&key_dir);
+                    return Ok(CacheMount { path, mounts: mounts.clone() });
+                }
                 Decision::Wait => changed.await,
                 Decision::Create(path) => {
                     let creating = Creating {
@@ -367,6 +432,7 @@ impl crate::Store {
                     let task = tokio::task::spawn_blocking(move || {
                         remove_stale_tmp(&key_dir);
                         let result = create_copy(&req_owned, &key_dir, &path, &tmp_name, seed);
+                        touch_label(&key_dir);
                         (creating, result)
                     });
                     let (creating, result) = task

@@ -64,9 +64,11 @@ pub struct Usage {
     pub images_bytes: u64,
     /// Bytes nothing references (the next prune removes them).
     pub unreferenced_bytes: u64,
+    /// Bytes of the directories of `RUN --mount=type=cache` (listed among the records).
+    pub cache_mounts_bytes: u64,
     /// Bytes of the metadata database.
     pub database_bytes: u64,
-    /// Everything: layers, blobs and database.
+    /// Everything: layers, blobs, cache mounts and database.
     pub total_bytes: u64,
 }
 
@@ -81,6 +83,28 @@ pub struct PruneReport {
     pub removed_blobs: usize,
     /// Bytes freed (layers and blobs).
     pub reclaimed_bytes: u64,
+}
+
+/// A cache mount as a usage record: keyed by a digest of its directory name, exclusive.
+fn cache_mount_record(m: &crate::cache_mount::CacheMountUsage) -> UsageRecord {
+    let dir = m.key_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    UsageRecord {
+        key: Digest::of_bytes(format!("cache-mount-dir:{dir}").as_bytes()),
+        description: format!("RUN --mount=type=cache id={}", m.id),
+        size: m.size,
+        exclusive_size: m.size,
+        shared: false,
+        in_use: m.in_use,
+        created_unix: m.last_used_unix,
+        last_used_unix: m.last_used_unix,
+    }
+}
+
+/// What a prune may remove.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Victim {
+    Record(Digest),
+    CacheMount(std::path::PathBuf),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -264,6 +288,9 @@ impl Store {
         let graph = Graph::build(self)?;
         let mut records: Vec<UsageRecord> =
             graph.snap.cache.iter().map(|(k, r)| graph.usage_of(k, r)).collect();
+        let mounts = self.cache_mount_usage();
+        let cache_mounts_bytes = mounts.iter().map(|m| m.size).sum();
+        records.extend(mounts.iter().map(cache_mount_record));
         records.sort_by(|a, b| b.last_used_unix.cmp(&a.last_used_unix).then_with(|| a.key.cmp(&b.key)));
         let layers_bytes = graph.snap.layers.values().map(|l| l.size).sum();
         let blobs_bytes = graph.blob_sizes.values().sum();
@@ -282,8 +309,9 @@ impl Store {
             blobs_bytes,
             images_bytes,
             unreferenced_bytes: unreferenced_layers + unreferenced_blobs,
+            cache_mounts_bytes,
             database_bytes,
-            total_bytes: layers_bytes + blobs_bytes + database_bytes,
+            total_bytes: layers_bytes + blobs_bytes + cache_mounts_bytes + database_bytes,
         })
     }
 
@@ -298,7 +326,7 @@ impl Store {
         let now = now_unix();
         let cutoff =
             policy.keep_duration.map(|d| now.saturating_sub(d.as_secs().min(i64::MAX as u64) as i64));
-        let mut candidates: Vec<(Digest, UsageRecord)> = graph
+        let mut candidates: Vec<(Victim, UsageRecord)> = graph
             .snap
             .cache
             .iter()
@@ -309,9 +337,19 @@ impl Store {
                     .any(|i| matches!(i, Item::Layer(_)) && graph.image_items.contains(i));
                 !u.in_use && (policy.all || !touches_image) && cutoff.is_none_or(|c| u.last_used_unix < c)
             })
+            .map(|(k, u)| (Victim::Record(k), u))
             .collect();
+        // Cache mounts are build cache like any other (BuildKit prunes them too), never shared.
+        let mounts = self.cache_mount_usage();
+        let mounts_bytes: u64 = mounts.iter().map(|m| m.size).sum();
+        candidates.extend(
+            mounts
+                .iter()
+                .filter(|m| !m.in_use && cutoff.is_none_or(|c| m.last_used_unix < c))
+                .map(|m| (Victim::CacheMount(m.key_dir.clone()), cache_mount_record(m))),
+        );
 
-        let chosen: Vec<(Digest, UsageRecord)> = match policy.keep_bytes {
+        let chosen: Vec<(Victim, UsageRecord)> = match policy.keep_bytes {
             None => candidates,
             Some(limit) => {
                 candidates
@@ -329,33 +367,52 @@ impl Store {
                         .iter()
                         .filter(|(d, _)| live_blobs.contains(*d))
                         .map(|(_, s)| *s)
-                        .sum::<u64>();
+                        .sum::<u64>()
+                    + mounts_bytes;
                 let mut refcount = graph.refcount.clone();
                 let mut chosen = Vec::new();
-                for (key, usage) in candidates {
+                for (victim, usage) in candidates {
                     if projected <= limit {
                         break;
                     }
-                    for item in &graph.record_items[&key] {
-                        let n = refcount.entry(item.clone()).or_default();
-                        *n = n.saturating_sub(1);
-                        if *n == 0 && !graph.held_elsewhere(item) {
-                            projected = projected.saturating_sub(graph.size(item));
+                    match &victim {
+                        Victim::Record(key) => {
+                            for item in &graph.record_items[key] {
+                                let n = refcount.entry(item.clone()).or_default();
+                                *n = n.saturating_sub(1);
+                                if *n == 0 && !graph.held_elsewhere(item) {
+                                    projected = projected.saturating_sub(graph.size(item));
+                                }
+                            }
                         }
+                        Victim::CacheMount(_) => projected = projected.saturating_sub(usage.size),
                     }
-                    chosen.push((key, usage));
+                    chosen.push((victim, usage));
                 }
                 chosen
             }
         };
 
-        let removed_keys: HashSet<Digest> = chosen.iter().map(|(k, _)| k.clone()).collect();
+        let removed_keys: HashSet<Digest> = chosen
+            .iter()
+            .filter_map(|(v, _)| match v {
+                Victim::Record(k) => Some(k.clone()),
+                Victim::CacheMount(_) => None,
+            })
+            .collect();
         let (live_layers, _) = graph.reachable(&removed_keys);
         let dead_layers: Vec<LayerId> =
             graph.snap.layers.keys().filter(|id| !live_layers.contains(*id)).cloned().collect();
         let keys: Vec<Digest> = removed_keys.iter().cloned().collect();
         let removed_layers = self.meta().remove_records_and_layers(&keys, &dead_layers)?;
 
+        let mount_dirs: Vec<(std::path::PathBuf, u64)> = chosen
+            .iter()
+            .filter_map(|(v, u)| match v {
+                Victim::CacheMount(dir) => Some((dir.clone(), u.size)),
+                Victim::Record(_) => None,
+            })
+            .collect();
         let mut report =
             PruneReport { removed: chosen.into_iter().map(|(_, u)| u).collect(), ..Default::default() };
         for id in &removed_layers {
@@ -364,6 +421,10 @@ impl Store {
             crate::fsutil::remove_any(&dir).map_err(io_err("remove layer", &dir))?;
         }
         report.removed_layers = removed_layers.len();
+        for (dir, size) in &mount_dirs {
+            crate::fsutil::remove_any(dir).map_err(io_err("remove cache mount", dir))?;
+            report.reclaimed_bytes += size;
+        }
 
         // Blobs: decided on a fresh snapshot, after the layer records are gone.
         let graph = Graph::build(self)?;

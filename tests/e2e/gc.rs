@@ -78,3 +78,38 @@ fn bad_config_files_are_errors_naming_the_key() {
     let o = rb.cmd(["images"]).expect_fail();
     assert!(o.stderr.contains("colour"), "{o}");
 }
+
+/// `RUN --mount=type=cache` directories are build cache too: `du` lists them with their
+/// size, `prune` removes them (and a cap counts them), and the next build starts them anew.
+#[test]
+fn cache_mounts_are_counted_and_pruned() {
+    require_lab!();
+    let base = &harness::lab().base;
+    let df = format!(
+        "FROM {base}\n\
+         RUN --mount=type=cache,id=e2e-gc,target=/cache \
+         ls /cache > /seen && head -c 3000000 /dev/urandom > /cache/blob\n"
+    );
+    let ctx = harness::context(&[("Dockerfile", &df)]);
+    let rb = Rbuild::new();
+    rb.build(ctx.path()).expect_ok();
+    let du = rb.cmd(["du", "--verbose"]).expect_ok();
+    let line =
+        du.stdout.lines().find(|l| l.contains("type=cache id=e2e-gc")).unwrap_or_else(|| panic!("{du}"));
+    assert!(line.contains("3.00MB"), "size of the cache mount: {line}");
+    assert!(du.stdout.lines().any(|l| l.starts_with("cache mounts:") && l.contains("3.00MB")), "{du}");
+
+    let pruned = rb.cmd(["prune"]).expect_ok();
+    assert!(pruned.stdout.contains("e2e-gc") || pruned.stderr.contains("e2e-gc"), "{pruned}");
+    let du = rb.cmd(["du", "--verbose"]).expect_ok();
+    assert!(!du.stdout.contains("id=e2e-gc"), "{du}");
+    let mounts = std::fs::read_dir(rb.root().join("cache-mounts")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(mounts, 0, "cache mount directories left after prune");
+
+    // The next build gets an empty cache again (the step re-runs: it was pruned too).
+    let out = harness::tempdir();
+    rb.build(ctx.path())
+        .args(["--no-cache", "-o", &format!("type=local,dest={}", out.path().display())])
+        .expect_ok();
+    assert_eq!(std::fs::read_to_string(out.path().join("seen")).unwrap().trim(), "");
+}

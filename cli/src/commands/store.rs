@@ -92,6 +92,7 @@ pub fn du(store: &Store, verbose: bool) -> Result<ExitCode> {
     writeln!(out, "layers:           {}", human_bytes(usage.layers_bytes))?;
     writeln!(out, "blobs:            {}", human_bytes(usage.blobs_bytes))?;
     writeln!(out, "tagged images:    {}", human_bytes(usage.images_bytes))?;
+    writeln!(out, "cache mounts:     {}", human_bytes(usage.cache_mounts_bytes))?;
     writeln!(out, "reclaimable:      {}", human_bytes(usage.unreferenced_bytes))?;
     writeln!(out, "total:            {}", human_bytes(usage.total_bytes))?;
     Ok(ExitCode::SUCCESS)
