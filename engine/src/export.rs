@@ -377,11 +377,26 @@ impl Engine {
                         .await?;
                     }
                 }
-                Output::Tar { .. } if multi => {
-                    return Err(EngineError::Invalid(
-                        "type=tar of several platforms is not supported yet: use type=local or type=oci"
-                            .into(),
-                    ));
+                Output::Tar { dest } if multi => {
+                    let (store, dest) = (self.store.clone(), dest.clone());
+                    let chains: Vec<(String, Vec<LayerId>)> = images
+                        .iter()
+                        .zip(&platforms)
+                        .map(|((_, chain), platform)| (platform_dir(platform), chain.to_vec()))
+                        .collect();
+                    blocking_store(move || {
+                        // Mounted together, so every view lives until the archive is written.
+                        let views = chains
+                            .iter()
+                            .map(|(dir, chain)| Ok((dir.clone(), store.mount_readonly(chain)?)))
+                            .collect::<Result<Vec<_>, cache::StoreError>>()?;
+                        let trees: Vec<(String, std::path::PathBuf)> = views
+                            .iter()
+                            .map(|(dir, view)| (dir.clone(), view.path().to_path_buf()))
+                            .collect();
+                        exporter::write_rootfs_tars(&trees, &dest).map_err(EngineError::from)
+                    })
+                    .await?;
                 }
                 Output::Tar { dest } => {
                     let (store, chain, dest) = (self.store.clone(), images[0].1.to_vec(), dest.clone());

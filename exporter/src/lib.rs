@@ -32,7 +32,7 @@ pub use error::ExportError;
 pub use image::{FILLER_HISTORY_COMMENT, WrittenImage, uses_oci_media_types, write_image, write_index};
 pub use layer::{ExportedLayer, LayerOptions, export_layer, export_layer_with_threads, recompress_layer};
 pub use layout::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, write_docker_archive, write_oci_archive};
-pub use local::{write_local, write_rootfs_tar};
+pub use local::{write_local, write_rootfs_tar, write_rootfs_tars};
 pub use output::{Destination, Output};
 pub use push::{PushProgress, push_image};
 pub use squash::export_squashed_layer;

@@ -21,6 +21,15 @@ pub fn write_rootfs_tar(rootfs: &Path, dest: &Destination) -> Result<(), ExportE
     })
 }
 
+/// Writes several trees as one tar archive, each under its own directory (`prefix/...`), to
+/// `dest`: the `type=tar` output of a multi-platform build, laid out as BuildKit does.
+pub fn write_rootfs_tars(trees: &[(String, PathBuf)], dest: &Destination) -> Result<(), ExportError> {
+    let opts = WalkOptions { kind: TreeKind::Plain, source_date_epoch: None };
+    write_destination(dest, |out| {
+        archive::write_prefixed_trees(trees, &opts, out).map(drop).map_err(ExportError::from)
+    })
+}
+
 /// Copies the tree at `rootfs` into `dest` (created if missing), keeping file types, modes
 /// (setuid/sticky included), owners, mtimes, xattrs, symlinks and hard links.
 ///

@@ -80,6 +80,18 @@ fn builds_both_platforms_under_one_index_and_runs_arm64_steps() {
     assert_eq!(read("linux_arm64/arch").trim(), "aarch64");
     assert_eq!(read("linux_arm64/platform").trim(), "linux/arm64");
 
+    // type=tar: one archive, a directory per platform (BuildKit's layout).
+    let tar = out.path().join("both.tar");
+    rb.build(ctx.path())
+        .args(["--platform", "linux/amd64,linux/arm64", "-o"])
+        .arg(format!("type=tar,dest={}", tar.display()))
+        .expect_ok();
+    let entries = harness::image::tar_file_entries(&tar);
+    assert_eq!(entries["linux_amd64/arch"].data, b"x86_64\n");
+    assert_eq!(entries["linux_arm64/arch"].data, b"aarch64\n");
+    assert!(entries.get("linux_arm64").is_some_and(|e| e.kind == 'd'), "platform directory entry");
+    assert!(entries.keys().all(|k| k.starts_with("linux_amd64") || k.starts_with("linux_arm64")));
+
     // The docker exporter holds one platform only.
     let o = rb
         .build(ctx.path())

@@ -10,7 +10,7 @@ pub(crate) mod xattr;
 pub(crate) use entry::{Entry, Kind};
 pub use header::HeaderError;
 pub(crate) use walk::{TreeKind, WalkOptions, walk};
-pub(crate) use writer::{TarStream, write_tree};
+pub(crate) use writer::{TarStream, write_prefixed_trees, write_tree};
 
 use std::io;
 use std::path::PathBuf;

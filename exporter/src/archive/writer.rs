@@ -23,6 +23,48 @@ pub(crate) fn write_tree<W: Write>(root: &Path, opts: &WalkOptions, mut out: W) 
     Ok(out)
 }
 
+/// Writes one tar archive holding each `(prefix, root)` tree under its `prefix/` directory
+/// (BuildKit's tar output of several platforms: `linux_amd64/...`, `linux_arm64/...`).
+pub(crate) fn write_prefixed_trees<W: Write>(
+    trees: &[(String, PathBuf)],
+    opts: &WalkOptions,
+    mut out: W,
+) -> Result<W, ArchiveError> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let with_prefix = |prefix: &str, path: &[u8]| -> Vec<u8> {
+        if path.is_empty() { prefix.as_bytes().to_vec() } else { [prefix.as_bytes(), b"/", path].concat() }
+    };
+    for (prefix, root) in trees {
+        let dir_meta = std::fs::metadata(root).map_err(|source| ArchiveError::Io {
+            op: "stat",
+            path: root.clone(),
+            source,
+        })?;
+        let top = Entry {
+            path: prefix.as_bytes().to_vec(),
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: std::os::unix::fs::MetadataExt::mtime(&dir_meta),
+            mtime_nsec: 0,
+            xattrs: Vec::new(),
+        };
+        append(&mut out, &top, &mut buf)?;
+        walk(root, opts, &mut |entry| {
+            let mut entry = entry.clone();
+            entry.path = with_prefix(prefix, &entry.path);
+            if let Kind::HardLink(target) = &entry.kind {
+                entry.kind = Kind::HardLink(with_prefix(prefix, target));
+            }
+            append(&mut out, &entry, &mut buf)
+        })?;
+    }
+    out.write_all(&[0u8; BLOCK * 2]).map_err(ArchiveError::Write)?;
+    out.flush().map_err(ArchiveError::Write)?;
+    Ok(out)
+}
+
 fn append<W: Write>(out: &mut W, entry: &Entry, buf: &mut [u8]) -> Result<(), ArchiveError> {
     let source = match &entry.kind {
         Kind::File { source, .. } => source.as_deref(),
