@@ -179,7 +179,7 @@ fn tty_progress_in_a_terminal_matches_golden_files() {
     harness::write(
         &warm.path().join("Dockerfile"),
         &format!(
-            "FROM {}\nCOPY hello.txt /hello.txt\nRUN echo first output && sleep 3 && echo second output\n",
+            "FROM {}\nCOPY hello.txt /hello.txt\nRUN echo first output && echo more output && sleep 3 && echo last output\n",
             lab.base
         ),
     );
@@ -189,10 +189,10 @@ fn tty_progress_in_a_terminal_matches_golden_files() {
     let line = format!("env -u NO_COLOR TERM=xterm-256color {}; echo EXIT=$?; sleep 600", build.shell_line());
     let tmux = Tmux::start(&line);
     let limit = Duration::from_secs(120);
-    let running = tmux.wait_for("running RUN step with its first output line", limit, |pane| {
+    let running = tmux.wait_for("running RUN step with its first output lines", limit, |pane| {
         // Output lines are shown as `   > line` under the step's line.
-        pane.lines().any(|l| l.trim() == "> first output")
-            && !pane.lines().any(|l| l.trim() == "> second output")
+        let shown = |text: &str| pane.lines().any(|l| l.trim() == format!("> {text}"));
+        shown("first output") && shown("more output") && !shown("last output")
     });
     let colored = tmux.capture(true);
     let done = tmux.wait_for("EXIT= line", limit, |pane| pane.contains("EXIT="));
