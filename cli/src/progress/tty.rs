@@ -17,6 +17,17 @@ const OUTPUT_LINES: usize = 3;
 /// An output line is cut to this many characters so that it stays one terminal row.
 const OUTPUT_WIDTH: usize = 80;
 
+/// A style from a static `template`, where `{secs}` is the bar's running time as `2.1s` (the
+/// precision of the finished steps' times; indicatif's `{elapsed}` says only `2s`).
+fn style(template: &'static str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("static template").with_key(
+        "secs",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
+        },
+    )
+}
+
 /// The `tty` renderer: the live view on a terminal, plain lines otherwise.
 pub enum Tty {
     /// Stderr is a terminal.
@@ -94,12 +105,7 @@ impl Live {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let header = multi.add(ProgressBar::new_spinner());
         // The header's timer ticks with the spinner, not only when an event arrives.
-        let style = ProgressStyle::with_template("[+] Building {secs} {msg}")
-            .expect("static template")
-            .with_key("secs", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
-            });
-        header.set_style(style);
+        header.set_style(style("[+] Building {secs} {msg}"));
         header.enable_steady_tick(Duration::from_millis(100));
         // https://no-color.org: set and not empty means no colour.
         let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -165,11 +171,11 @@ impl Live {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 // The message holds the output lines, each starting with a newline.
                 let template = if self.color {
-                    " {spinner} {prefix} {elapsed:>4}{msg:.dim}"
+                    " {spinner} {prefix} {secs}{msg:.dim}"
                 } else {
-                    " {spinner} {prefix} {elapsed:>4}{msg}"
+                    " {spinner} {prefix} {secs}{msg}"
                 };
-                bar.set_style(ProgressStyle::with_template(template).expect("static template"));
+                bar.set_style(style(template));
                 bar.set_prefix(format!("#{n} {name}"));
                 bar.enable_steady_tick(Duration::from_millis(100));
                 let running =
