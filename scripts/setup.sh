@@ -5,7 +5,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(docker-registry skopeo umoci oci-image-tool busybox-static jq apache2-utils pigz git openssh-client
-      qemu-user-static runc)
+      qemu-user-static runc tmux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -24,5 +24,6 @@ mod image_commands;
 mod login;
 mod multi_platform;
 mod outputs;
+mod progress_golden;
 mod reproducible;
 mod sandbox;

@@ -85,10 +85,12 @@ impl<W: Write + Send> Renderer for Plain<W> {
                 let s = self.steps.get_mut(step).expect("numbered above");
                 let done = total.is_some_and(|t| *current >= t);
                 let previous = s.last_transfer.insert(item.clone(), (*current, *total));
-                // Plain logs show a transfer once when it starts and once when it completes.
-                if done {
+                let was_done = previous.is_some_and(|(c, t)| t.is_some_and(|t| c >= t));
+                // Plain logs show a transfer once when it starts and once when it completes
+                // (a pull reports a blob complete again after verifying and unpacking it).
+                if done && !was_done {
                     let _ = writeln!(self.out, "#{n} {item} {} done", human_bytes(*current));
-                } else if previous.is_none() {
+                } else if !done && previous.is_none() {
                     let size = total.map(human_bytes).unwrap_or_default();
                     let _ = writeln!(self.out, "#{n} {item} {size}");
                 }
@@ -175,5 +177,23 @@ mod tests {
             masked.join("\n"),
             "\n#1 [1/2] FROM base\n#1 CACHED\n\n#2 [2/2] RUN echo hi\n#2 T hi\n#2 T part\n#2 DONE 0.2s\n\n1 warning(s) found:\n - careful"
         );
+    }
+
+    #[test]
+    fn a_transfer_is_shown_done_once() {
+        let mut buf = Vec::new();
+        {
+            let mut p = Plain::new(&mut buf);
+            let t = |current| Event::Transfer {
+                step: "a".into(),
+                item: "sha256 0123".into(),
+                current,
+                total: Some(2000),
+            };
+            for e in [t(0), t(1000), t(2000), t(2000)] {
+                p.event(&e);
+            }
+        }
+        assert_eq!(String::from_utf8(buf).unwrap(), "#1 sha256 0123 2.00kB\n#1 sha256 0123 2.00kB done\n");
     }
 }

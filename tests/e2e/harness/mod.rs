@@ -1,8 +1,10 @@
 //! Test harness: a real registry ([`registry`]), the program with a fresh store per test
 //! ([`rbuild`], in the background with [`running`]), the busybox base image made by rbuild
-//! itself ([`base`]), and readers for what builds produce ([`image`], [`steps`]).
+//! itself ([`base`]), readers for what builds produce ([`image`], [`steps`]), and golden files
+//! with the masking of what varies between runs ([`golden`]).
 
 pub mod base;
+pub mod golden;
 pub mod image;
 pub mod rbuild;
 pub mod registry;

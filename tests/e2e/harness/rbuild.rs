@@ -135,6 +135,27 @@ impl Cmd {
         s
     }
 
+    /// The command as one `sh` line (`env K=V ... program args`, every word single-quoted),
+    /// for running it where only a shell command can be given, such as inside tmux.
+    pub fn shell_line(&self) -> String {
+        let quote = |s: &OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+        let mut line = String::from("env");
+        for (k, v) in &self.env {
+            let mut pair = k.clone();
+            pair.push("=");
+            pair.push(v);
+            line.push(' ');
+            line.push_str(&quote(&pair));
+        }
+        line.push(' ');
+        line.push_str(&quote(self.program.as_os_str()));
+        for a in &self.args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        line
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command
