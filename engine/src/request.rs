@@ -39,6 +39,8 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// How `RUN` steps run: secrets, ssh, network, `--allow`, limits, privileges.
     pub run: crate::RunOptions,
+    /// `--build-context NAME=VALUE`, by name as given (names match case-insensitively).
+    pub named_contexts: BTreeMap<String, crate::NamedContext>,
 }
 
 /// What a successful build produced.
