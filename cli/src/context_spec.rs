@@ -236,7 +236,8 @@ mod tests {
     #[test]
     fn named_context_values() {
         let image: Reference = "127.0.0.1:5000/base:1".parse().unwrap();
-        let cases: Vec<(&str, Result<(&str, NamedValue), &str>)> = vec![
+        type Case<'a> = (&'a str, Result<(&'a str, NamedValue), &'a str>);
+        let cases: Vec<Case> = vec![
             ("deps=./vendor", Ok(("deps", NamedValue::Dir("./vendor".into())))),
             ("Deps=/abs/dir", Ok(("Deps", NamedValue::Dir("/abs/dir".into())))),
             ("alpine=docker-image://127.0.0.1:5000/base:1", Ok(("alpine", NamedValue::Image(image)))),

@@ -312,7 +312,10 @@ pub fn clone_git(ctx: &GitContext, dest: &Path) -> Result<PathBuf, ContextError>
 mod tests {
     use super::*;
 
-    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    /// A tar entry: name, type, data, link target.
+    type TarEntry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
+    fn tar_of(entries: &[TarEntry]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (name, kind, data, link) in entries {
             let mut header = tar::Header::new_gnu();
@@ -347,7 +350,7 @@ mod tests {
     #[test]
     fn extraction_refuses_escapes() {
         use tar::EntryType::{Directory, Link, Regular, Symlink};
-        let cases: Vec<(Vec<(&str, tar::EntryType, &[u8], Option<&str>)>, bool)> = vec![
+        let cases: Vec<(Vec<TarEntry>, bool)> = vec![
             (vec![("a/b.txt", Regular, b"x", None), ("./c", Regular, b"y", None)], true),
             (vec![("../evil", Regular, b"x", None)], false),
             (vec![("a/../../evil", Regular, b"x", None)], false),

@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn contexts_replace_from_copy_and_mount_sources() {
         let git = NamedContext::Git { remote: "file:///r".into(), reference: None, subdir: None };
-        let cases: Vec<(&str, Vec<(&str, NamedContext)>, Vec<&str>)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, NamedContext)>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             ("FROM scratch\nCOPY --from=deps / /\n", vec![("deps", local("deps"))], vec!["named:deps"]),
             ("FROM scratch\nCOPY --from=DEPS / /\n", vec![("deps", local("deps"))], vec!["named:deps"]),
             ("FROM deps\nCOPY a /\n", vec![("deps", local("deps"))], vec!["context", "named:deps"]),
