@@ -107,6 +107,11 @@ pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDi
     // `inside`: the context was made by rbuild (stdin tar, git), so a relative `-f` names a
     // file inside it, as with docker; for a directory it is relative to the working directory.
     let mut from_stdin: Option<String> = None;
+    let context_source = match &main {
+        MainContext::Dir(_) => None,
+        MainContext::Stdin => Some("-".to_string()),
+        MainContext::Git(_) => args.context.to_str().map(solver::redact_git_remote),
+    };
     let (context, inside): (PathBuf, bool) = match main {
         MainContext::Dir(dir) => {
             let meta = std::fs::metadata(&dir).with_context(|| {
@@ -136,8 +141,12 @@ pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDi
         }
         MainContext::Git(git) => {
             let dir = temp.new_dir()?;
-            let context = engine::context::clone_git(&git, &dir)
-                .with_context(|| format!("unable to prepare context from git repository {}", git.remote))?;
+            let context = engine::context::clone_git(&git, &dir).with_context(|| {
+                format!(
+                    "unable to prepare context from git repository {}",
+                    solver::redact_git_remote(&git.remote)
+                )
+            })?;
             (context, true)
         }
     };
@@ -172,6 +181,7 @@ pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDi
     }
     let request = BuildRequest {
         context,
+        context_source,
         dockerfile_name,
         dockerfile,
         dockerignore,

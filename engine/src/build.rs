@@ -159,8 +159,9 @@ impl Engine {
     ) -> Result<BuildOutcome, EngineError> {
         let logs = self.build_logs();
         let recording = logs.start(progress);
-        let (context, dockerfile, target) =
-            (req.context.clone(), req.dockerfile_name.clone(), req.target.clone());
+        let context =
+            req.context_source.as_ref().map(std::path::PathBuf::from).unwrap_or_else(|| req.context.clone());
+        let (dockerfile, target) = (req.dockerfile_name.clone(), req.target.clone());
         let result = self.build_recorded(req, recording.sink.clone(), cancel).await;
         let build_id = recording.id().to_string();
         let (image_id, error, ran, cached) = match &result {

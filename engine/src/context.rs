@@ -60,7 +60,7 @@ pub enum ContextError {
     /// The `git` program failed or could not be run.
     #[error("git {command} failed for {remote}: {stderr}")]
     Git {
-        /// The remote.
+        /// The remote (password masked).
         remote: String,
         /// The git subcommand.
         command: String,
@@ -70,7 +70,7 @@ pub enum ContextError {
     /// The subdirectory of a git context is missing or leaves the repository.
     #[error("{remote}: subdirectory {subdir:?} {reason}")]
     Subdir {
-        /// The remote.
+        /// The remote (password masked).
         remote: String,
         /// The subdirectory.
         subdir: String,
@@ -239,7 +239,7 @@ fn git(remote: &str, cwd: Option<&Path>, args: &[&str]) -> Result<String, Contex
     }
     let command = args.iter().find(|a| !a.starts_with('-')).copied().unwrap_or("").to_string();
     let output = cmd.output().map_err(|e| ContextError::Git {
-        remote: remote.to_string(),
+        remote: solver::redact_git_remote(remote),
         command: command.clone(),
         stderr: format!("cannot run git (is it installed?): {e}"),
     })?;
@@ -250,7 +250,7 @@ fn git(remote: &str, cwd: Option<&Path>, args: &[&str]) -> Result<String, Contex
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(3)..].join("; ");
     Err(ContextError::Git {
-        remote: remote.to_string(),
+        remote: solver::redact_git_remote(remote),
         command,
         stderr: if tail.is_empty() { output.status.to_string() } else { tail },
     })
@@ -278,7 +278,7 @@ pub fn clone_git(ctx: &GitContext, dest: &Path) -> Result<PathBuf, ContextError>
         });
         let Some(found) = found else {
             return Err(shallow.err().unwrap_or_else(|| ContextError::Git {
-                remote: remote.to_string(),
+                remote: solver::redact_git_remote(remote),
                 command: "fetch".into(),
                 stderr: format!("ref {wanted} not found"),
             }));
@@ -292,8 +292,11 @@ pub fn clone_git(ctx: &GitContext, dest: &Path) -> Result<PathBuf, ContextError>
     let Some(subdir) = ctx.subdir.as_deref().filter(|s| !s.is_empty() && *s != "/" && *s != ".") else {
         return Ok(dest.to_path_buf());
     };
-    let subdir_err =
-        |reason| ContextError::Subdir { remote: remote.to_string(), subdir: subdir.to_string(), reason };
+    let subdir_err = |reason| ContextError::Subdir {
+        remote: solver::redact_git_remote(remote),
+        subdir: subdir.to_string(),
+        reason,
+    };
     let rel =
         safe_relative(subdir.trim_start_matches('/')).map_err(|_| subdir_err("leaves the repository"))?;
     let path = dest.join(rel);

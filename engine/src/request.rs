@@ -10,6 +10,10 @@ use std::path::PathBuf;
 pub struct BuildRequest {
     /// The build context directory.
     pub context: PathBuf,
+    /// What the user gave as the context when `context` is a directory rbuild made for this
+    /// build (a git URL, `-` for stdin): build records and `--explain` use it instead of the
+    /// temporary path, so that rebuilds of the same source are compared.
+    pub context_source: Option<String>,
     /// The Dockerfile's name for messages (`Dockerfile`, `docker/Dockerfile.dev`).
     pub dockerfile_name: String,
     /// The Dockerfile's text.

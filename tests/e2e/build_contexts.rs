@@ -188,6 +188,13 @@ fn git_repositories_as_the_context() {
         assert_eq!(read(&out, file), content, "{context} {flags:?}");
         assert!(!out.path().join("fs/.git").exists());
     }
+    // A rebuild of the same commit is served from the cache (keys follow the files, not the
+    // temporary checkout), and the checkout is removed afterwards.
+    let tmpdir = harness::tempdir();
+    let again =
+        rb.cmd(["build", "--progress", "plain", "--expect-cached"]).arg(&url_v1).env("TMPDIR", tmpdir.path());
+    again.expect_ok();
+    assert_eq!(std::fs::read_dir(tmpdir.path()).unwrap().count(), 0, "the temporary context is removed");
     // The Dockerfile from stdin, the files from the repository.
     let df = root.path().join("Dockerfile.stdin");
     std::fs::write(&df, "FROM scratch\nCOPY sub/b.txt /b.txt\n").unwrap();

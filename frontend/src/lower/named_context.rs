@@ -38,7 +38,7 @@ impl Lowering<'_> {
                     keep_git_dir: false,
                     checksum: None,
                 })),
-                format!("[context {key}] git {remote}"),
+                format!("[context {key}] git {}", solver::redact_git_remote(remote)),
             ),
             NamedContext::Image(_) => return None,
         };
