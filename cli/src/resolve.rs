@@ -104,14 +104,14 @@ pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDi
         ));
     }
     let named_contexts = named_contexts(&args.build_contexts)?;
-    // `inside`: the context was made by rbuild (stdin tar, git), so a relative `-f` names a
-    // file inside it, as with docker; for a directory it is relative to the working directory.
     let mut from_stdin: Option<String> = None;
     let context_source = match &main {
         MainContext::Dir(_) => None,
         MainContext::Stdin => Some("-".to_string()),
         MainContext::Git(_) => args.context.to_str().map(solver::redact_git_remote),
     };
+    // `inside`: the context was made by rbuild (stdin tar, git), so a relative `-f` names a
+    // file inside it, as with docker; for a directory it is relative to the working directory.
     let (context, inside): (PathBuf, bool) = match main {
         MainContext::Dir(dir) => {
             let meta = std::fs::metadata(&dir).with_context(|| {
@@ -163,6 +163,9 @@ pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDi
             Some(f) => f.clone(),
             None => context.join("Dockerfile"),
         };
+        if inside && path.starts_with(&context) {
+            check_within(&context, &path)?;
+        }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("failed to read dockerfile {}", path.display()))?;
         let name =
@@ -175,6 +178,9 @@ pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDi
         Some(p) if p.is_file() => p,
         _ => context.join(".dockerignore"),
     };
+    if inside && ignore_file.starts_with(&context) {
+        check_within(&context, &ignore_file)?;
+    }
     let dockerignore = read_dockerignore(&ignore_file)?;
     if outputs.is_empty() {
         outputs.push(image_output(&tags, false));
@@ -233,6 +239,20 @@ fn inside_path(f: &Path) -> Result<PathBuf> {
         }
     }
     Ok(out)
+}
+
+/// A file of a context rbuild made (from a tar or a repository, so not trusted) must not be
+/// a symbolic link out of it: the Dockerfile and `.dockerignore` are read on the host.
+fn check_within(root: &Path, path: &Path) -> Result<()> {
+    let Ok(real) = path.canonicalize() else { return Ok(()) };
+    let root = root.canonicalize().with_context(|| format!("reading {}", root.display()))?;
+    if !real.starts_with(&root) {
+        bail!(
+            "{}: a symbolic link out of the context is not followed",
+            path.strip_prefix(&root).unwrap_or(path).display()
+        );
+    }
+    Ok(())
 }
 
 fn read_dockerignore(path: &Path) -> Result<Vec<String>> {

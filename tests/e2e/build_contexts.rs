@@ -158,6 +158,10 @@ fn stdin_usage_errors_and_unsafe_tars() {
         assert!(o.stderr.contains("refusing entry"), "{name}:\n{o}");
     }
     assert!(!Path::new("/tmp/pwned").exists());
+    // A Dockerfile in the tar that links out of it is not read from the host.
+    sh(tmp.path(), "mkdir l && cd l && ln -s /etc/hostname Dockerfile && tar -cf ../link.tar Dockerfile");
+    let o = rb.cmd(["build", "-"]).stdin_file(tmp.path().join("link.tar")).expect_fail();
+    assert!(o.stderr.contains("a symbolic link out of the context is not followed"), "{o}");
 }
 
 #[test]
