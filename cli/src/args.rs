@@ -25,7 +25,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build an image from a Dockerfile and a context directory.
+    /// Build an image from a Dockerfile and a context (directory, stdin, git repository).
     #[command(after_help = BUILD_EXAMPLES)]
     Build(BuildArgs),
     /// List images in the local store.
