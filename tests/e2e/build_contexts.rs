@@ -177,6 +177,8 @@ fn git_repositories_as_the_context() {
     let url_v1 = format!("{url}#v1");
     let url_sub = format!("{url}#main:sub");
     let url_v1_sub = format!("{url}#v1:sub");
+    let first = sh(root.path(), "git -C repo rev-parse 'v1^{commit}'");
+    let url_commit = format!("{url}#{first}");
     // (context, extra flags, file in the result, its content)
     let cases: Vec<(&str, Vec<&str>, &str, &str)> = vec![
         (&url, vec![], "a.txt", "a-two\n"),
@@ -185,6 +187,7 @@ fn git_repositories_as_the_context() {
         (&url_sub, vec![], "from-sub.txt", "b-two\n"),
         (&url_v1_sub, vec![], "from-sub.txt", "b-one\n"),
         (&url_v1, vec!["-f", "Dockerfile.alt"], "alt.txt", "a-one\n"),
+        (&url_commit, vec![], "a.txt", "a-one\n"),
     ];
     for (context, flags, file, content) in cases {
         let cmd = rb.cmd(["build", "--progress", "plain"]).args(&flags).arg(context);
