@@ -30,7 +30,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build an image from a Dockerfile and a context directory.
+    /// Build an image from a Dockerfile and a context (directory, stdin, git repository).
     #[command(after_help = BUILD_EXAMPLES)]
     Build(BuildArgs),
     /// List images in the local store.
@@ -119,7 +119,15 @@ const BUILD_EXAMPLES: &str = "Examples:
   rbuild build -t app:latest .
   rbuild build -f docker/Dockerfile --build-arg VERSION=1.2 --target release -t app .
   rbuild build --output type=oci,dest=app.tar .
-  rbuild build -t 127.0.0.1:5000/team/app:1.0 --push .";
+  rbuild build -t 127.0.0.1:5000/team/app:1.0 --push .
+  rbuild build -f - . < Dockerfile.dev             # Dockerfile from stdin, context .
+  rbuild build - < Dockerfile                      # no context files
+  tar -cz . | rbuild build -t app -                # context tar (gzip, bzip2, xz, zstd or plain)
+  rbuild build https://example.com/app.git#v1.2:docker
+  rbuild build file:///srv/repos/app.git#main
+  rbuild build --build-context deps=../vendor .    # COPY --from=deps, FROM deps
+  rbuild build --build-context alpine=docker-image://127.0.0.1:5000/alpine:3.20 .
+  rbuild build --build-context src=https://example.com/lib.git#v2 .";
 
 /// `rbuild debug ...`.
 #[derive(Subcommand, Debug)]
@@ -181,15 +189,25 @@ pub enum ProgressMode {
 /// `rbuild build` flags (the docker buildx build subset rbuild implements).
 #[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// Build context directory.
+    /// Build context: a directory, `-` (stdin holds a Dockerfile, or a tar of the context,
+    /// optionally gzip/bzip2/xz/zstd-compressed), or a git repository `URL#ref:subdir`
+    /// (`https://host/repo.git`, `git://`, `ssh://`, `git@host:repo`, `file:///path/repo`, or
+    /// a local repository path with a `#ref` fragment).
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
+
+    /// Additional build context `NAME=VALUE` (repeatable): VALUE is a directory,
+    /// `docker-image://REF[:TAG|@DIGEST]` or a git URL. It replaces the stage named NAME and
+    /// is used by `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME`.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
 
     /// Name and optionally a tag (`name:tag`); may be repeated.
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     pub tags: Vec<String>,
 
-    /// Name of the Dockerfile (default: CONTEXT/Dockerfile).
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin. With a
+    /// git or stdin-tar context, a relative PATH is inside that context.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
 

@@ -9,6 +9,7 @@
 mod args;
 mod commands;
 mod config;
+mod context_spec;
 mod metadata_file;
 mod output_spec;
 mod progress;

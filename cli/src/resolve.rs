@@ -3,9 +3,12 @@
 
 use crate::UsageError;
 use crate::args::BuildArgs;
+use crate::context_spec::{MainContext, NamedValue, SpecError, parse_main, parse_named};
 use crate::output_spec::parse_output;
 use anyhow::{Context, Result, bail};
 use engine::BuildRequest;
+use engine::NamedContext;
+use engine::context::StdinContext;
 use exporter::Output;
 use registry::{Compression, Platform, Reference};
 use std::collections::BTreeMap;
@@ -79,8 +82,10 @@ fn key_values(flag: &str, items: &[String], from_env: bool) -> Result<BTreeMap<S
     Ok(out)
 }
 
-/// Builds the request from `build` flags.
-pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
+/// Builds the request from `build` flags. A context from stdin or git is made into a
+/// temporary directory, removed when the returned [`ContextDirs`] is dropped (keep it for
+/// the whole build).
+pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDirs)> {
     let tags: Vec<Reference> = args
         .tags
         .iter()
@@ -118,40 +123,99 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         build_args.entry("SOURCE_DATE_EPOCH".to_string()).or_insert(epoch);
     }
     let labels = key_values("--label", &args.labels, false)?;
-    let context = &args.context;
-    if context.as_os_str() == "-" {
-        return Err(usage("a context from stdin (-) is not supported yet: give a directory"));
+    let mut temp = ContextDirs::default();
+    let stdin_dockerfile = args.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
+    let main = parse_main(&args.context).map_err(spec_error)?;
+    if stdin_dockerfile && main == MainContext::Stdin {
+        return Err(usage(
+            "-f - and the context - cannot be used together: both would read stdin (give a directory as context)",
+        ));
     }
-    let meta = std::fs::metadata(context).with_context(|| {
-        format!("unable to prepare context: path {:?} not found", context.display().to_string())
-    })?;
-    if !meta.is_dir() {
-        bail!("unable to prepare context: {} is not a directory", context.display());
-    }
-    let dockerfile_path = match &args.file {
-        Some(f) if f.as_os_str() == "-" => {
-            return Err(usage("a Dockerfile from stdin (-f -) is not supported yet"));
+    let named_contexts = named_contexts(&args.build_contexts)?;
+    let mut from_stdin: Option<String> = None;
+    let context_source = match &main {
+        MainContext::Dir(_) => None,
+        MainContext::Stdin => Some("-".to_string()),
+        MainContext::Git(_) => args.context.to_str().map(solver::redact_git_remote),
+    };
+    // `inside`: the context was made by rbuild (stdin tar, git), so a relative `-f` names a
+    // file inside it, as with docker; for a directory it is relative to the working directory.
+    let (context, inside): (PathBuf, bool) = match main {
+        MainContext::Dir(dir) => {
+            let meta = std::fs::metadata(&dir).with_context(|| {
+                format!("unable to prepare context: path {:?} not found", dir.display().to_string())
+            })?;
+            if !meta.is_dir() {
+                bail!("unable to prepare context: {} is not a directory", dir.display());
+            }
+            (dir, false)
         }
-        Some(f) => f.clone(),
-        None => context.join("Dockerfile"),
+        MainContext::Stdin => {
+            let dir = temp.new_dir()?;
+            match engine::context::read_stdin_context(std::io::stdin(), &dir)
+                .context("unable to prepare context from stdin")?
+            {
+                StdinContext::Dockerfile(text) => {
+                    if args.file.is_some() {
+                        return Err(usage(
+                            "-f cannot be used when stdin holds a Dockerfile (the context - is empty)",
+                        ));
+                    }
+                    from_stdin = Some(text);
+                }
+                StdinContext::Extracted => {}
+            }
+            (dir, true)
+        }
+        MainContext::Git(git) => {
+            let dir = temp.new_dir()?;
+            let context = engine::context::clone_git(&git, &dir).with_context(|| {
+                format!(
+                    "unable to prepare context from git repository {}",
+                    solver::redact_git_remote(&git.remote)
+                )
+            })?;
+            (context, true)
+        }
     };
-    let dockerfile = std::fs::read_to_string(&dockerfile_path)
-        .with_context(|| format!("failed to read dockerfile {}", dockerfile_path.display()))?;
-    let dockerfile_name =
-        args.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "Dockerfile".to_string());
+    let (dockerfile_path, dockerfile, dockerfile_name) = if let Some(text) = from_stdin {
+        (None, text, "Dockerfile".to_string())
+    } else if stdin_dockerfile {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("failed to read the Dockerfile from stdin")?;
+        (None, text, "Dockerfile".to_string())
+    } else {
+        let path = match &args.file {
+            Some(f) if inside && f.is_relative() => context.join(inside_path(f)?),
+            Some(f) => f.clone(),
+            None => context.join("Dockerfile"),
+        };
+        if inside && path.starts_with(&context) {
+            check_within(&context, &path)?;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read dockerfile {}", path.display()))?;
+        let name =
+            args.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "Dockerfile".to_string());
+        (Some(path), text, name)
+    };
     // `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's `.dockerignore`.
-    let per_file = PathBuf::from(format!("{}.dockerignore", dockerfile_path.display()));
-    let ignore_file = if per_file.is_file() { per_file } else { context.join(".dockerignore") };
-    let dockerignore = match std::fs::read_to_string(&ignore_file) {
-        Ok(text) => frontend::dockerignore::parse(&text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", ignore_file.display())),
+    let per_file = dockerfile_path.map(|p| PathBuf::from(format!("{}.dockerignore", p.display())));
+    let ignore_file = match per_file {
+        Some(p) if p.is_file() => p,
+        _ => context.join(".dockerignore"),
     };
+    if inside && ignore_file.starts_with(&context) {
+        check_within(&context, &ignore_file)?;
+    }
+    let dockerignore = read_dockerignore(&ignore_file)?;
     if outputs.is_empty() {
         outputs.push(image_output(&tags, false));
     }
-    Ok(BuildRequest {
-        context: context.clone(),
+    let request = BuildRequest {
+        context,
+        context_source,
         dockerfile_name,
         dockerfile,
         dockerignore,
@@ -166,7 +230,93 @@ pub fn build_request(args: &BuildArgs) -> Result<BuildRequest> {
         expect_cached: args.expect_cached,
         outputs,
         run: crate::resolve_run::run_options(&args.run, &|name| std::env::var(name).ok())?,
-    })
+        named_contexts,
+    };
+    Ok((request, temp))
+}
+
+/// Directories rbuild made for a build's context (stdin tar, git checkout); removed on drop.
+#[derive(Default)]
+pub(crate) struct ContextDirs(Vec<tempfile::TempDir>);
+
+impl ContextDirs {
+    /// A new empty directory that lives as long as `self`.
+    fn new_dir(&mut self) -> Result<PathBuf> {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-context-")
+            .tempdir()
+            .context("creating a temporary directory for the context")?;
+        let path = dir.path().to_path_buf();
+        self.0.push(dir);
+        Ok(path)
+    }
+}
+
+fn spec_error(e: SpecError) -> anyhow::Error {
+    usage(e.to_string())
+}
+
+/// `-f PATH` inside a context rbuild made: relative, without `..`.
+fn inside_path(f: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in f.components() {
+        match c {
+            std::path::Component::Normal(p) => out.push(p),
+            std::path::Component::CurDir => {}
+            _ => return Err(usage(format!("-f {}: must stay inside the context", f.display()))),
+        }
+    }
+    Ok(out)
+}
+
+/// A file of a context rbuild made (from a tar or a repository, so not trusted) must not be
+/// a symbolic link out of it: the Dockerfile and `.dockerignore` are read on the host.
+fn check_within(root: &Path, path: &Path) -> Result<()> {
+    let Ok(real) = path.canonicalize() else { return Ok(()) };
+    let root = root.canonicalize().with_context(|| format!("reading {}", root.display()))?;
+    if !real.starts_with(&root) {
+        bail!(
+            "{}: a symbolic link out of the context is not followed",
+            path.strip_prefix(&root).unwrap_or(path).display()
+        );
+    }
+    Ok(())
+}
+
+fn read_dockerignore(path: &Path) -> Result<Vec<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(frontend::dockerignore::parse(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// `--build-context NAME=VALUE` flags, checked: directories must exist.
+fn named_contexts(flags: &[String]) -> Result<BTreeMap<String, NamedContext>> {
+    let mut out: BTreeMap<String, NamedContext> = BTreeMap::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for flag in flags {
+        let (name, value) = parse_named(flag).map_err(spec_error)?;
+        if !keys.insert(frontend::lower::named_context_key(&name)) {
+            return Err(usage(format!("--build-context {name:?} is given more than once")));
+        }
+        let context = match value {
+            NamedValue::Dir(path) => {
+                let meta = std::fs::metadata(&path).with_context(|| {
+                    format!("--build-context {name}: path {:?} not found", path.display().to_string())
+                })?;
+                if !meta.is_dir() {
+                    bail!("--build-context {name}: {} is not a directory", path.display());
+                }
+                let dockerignore = read_dockerignore(&path.join(".dockerignore"))?;
+                NamedContext::Dir { path, dockerignore }
+            }
+            NamedValue::Image(reference) => NamedContext::Image(reference),
+            NamedValue::Git(git) => NamedContext::Git(git),
+        };
+        out.insert(name, context);
+    }
+    Ok(out)
 }
 
 fn image_output(tags: &[Reference], push: bool) -> Output {

@@ -61,6 +61,7 @@ impl Engine {
             images: BTreeMap::new(),
             allow_http_sources: true,
             default_network: req.run.network,
+            named_contexts: named_contexts(req),
         };
         for _ in 0..MAX_RESOLVE_ROUNDS {
             match lower::lower(&parsed, &opts) {
@@ -89,6 +90,12 @@ impl Engine {
         let mut contexts = BTreeMap::new();
         contexts
             .insert(CONTEXT.to_string(), req.context.canonicalize().unwrap_or_else(|_| req.context.clone()));
+        for (name, context) in &req.named_contexts {
+            if let crate::NamedContext::Dir { path, .. } = context {
+                let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+                contexts.insert(local_source_name(name), path);
+            }
+        }
         let worker = Arc::new(LocalWorker::new(
             self.store.clone(),
             self.executor.clone(),
@@ -152,8 +159,9 @@ impl Engine {
     ) -> Result<BuildOutcome, EngineError> {
         let logs = self.build_logs();
         let recording = logs.start(progress);
-        let (context, dockerfile, target) =
-            (req.context.clone(), req.dockerfile_name.clone(), req.target.clone());
+        let context =
+            req.context_source.as_ref().map(std::path::PathBuf::from).unwrap_or_else(|| req.context.clone());
+        let (dockerfile, target) = (req.dockerfile_name.clone(), req.target.clone());
         let result = self.build_recorded(req, recording.sink.clone(), cancel).await;
         let build_id = recording.id().to_string();
         let (image_id, error, ran, cached) = match &result {
@@ -284,6 +292,33 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The local source name of a directory named context (distinct from the main context's).
+fn local_source_name(name: &str) -> String {
+    format!("named-context:{}", lower::named_context_key(name))
+}
+
+/// The request's named contexts as the lowering sees them.
+fn named_contexts(req: &BuildRequest) -> BTreeMap<String, lower::NamedContext> {
+    req.named_contexts
+        .iter()
+        .map(|(name, context)| {
+            let lowered = match context {
+                crate::NamedContext::Dir { dockerignore, .. } => lower::NamedContext::Local {
+                    source: local_source_name(name),
+                    excludes: dockerignore.clone(),
+                },
+                crate::NamedContext::Image(reference) => lower::NamedContext::Image(reference.clone()),
+                crate::NamedContext::Git(git) => lower::NamedContext::Git {
+                    remote: git.remote.clone(),
+                    reference: git.reference.clone(),
+                    subdir: git.subdir.clone(),
+                },
+            };
+            (lower::named_context_key(name), lowered)
+        })
+        .collect()
 }
 
 /// One graph for all platforms (what they share runs once) and each platform's target in it.

@@ -18,10 +18,13 @@ const LISTING_LIMIT: usize = 2000;
 /// What identifies "the same target" across builds: context, Dockerfile, target stage and
 /// platform.
 pub(crate) fn target_id(req: &BuildRequest) -> String {
-    let context = req.context.canonicalize().unwrap_or_else(|_| req.context.clone());
+    let context = match &req.context_source {
+        Some(source) => source.clone(),
+        None => req.context.canonicalize().unwrap_or_else(|_| req.context.clone()).display().to_string(),
+    };
     let text = format!(
         "{}\n{}\n{}\n{}",
-        context.display(),
+        context,
         req.dockerfile_name,
         req.target.as_deref().unwrap_or(""),
         req.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")

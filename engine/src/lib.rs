@@ -11,6 +11,7 @@
 mod build;
 pub mod build_log;
 mod check;
+pub mod context;
 mod error;
 mod explain;
 mod export;
@@ -25,6 +26,7 @@ mod save;
 mod ssh_agent;
 
 pub use check::CheckReport;
+pub use context::{ContextError, GitContext, NamedContext};
 pub use error::{DockerfileFailure, EngineError};
 pub use images::{
     DANGLING_PREFIX, HistoryEntry, ImageError, ImageInspect, InspectMetadata, InspectRootFs, Removed,

@@ -10,6 +10,10 @@ use std::path::PathBuf;
 pub struct BuildRequest {
     /// The build context directory.
     pub context: PathBuf,
+    /// What the user gave as the context when `context` is a directory rbuild made for this
+    /// build (a git URL, `-` for stdin): build records and `--explain` use it instead of the
+    /// temporary path, so that rebuilds of the same source are compared.
+    pub context_source: Option<String>,
     /// The Dockerfile's name for messages (`Dockerfile`, `docker/Dockerfile.dev`).
     pub dockerfile_name: String,
     /// The Dockerfile's text.
@@ -39,6 +43,8 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// How `RUN` steps run: secrets, ssh, network, `--allow`, limits, privileges.
     pub run: crate::RunOptions,
+    /// `--build-context NAME=VALUE`, by name as given (names match case-insensitively).
+    pub named_contexts: BTreeMap<String, crate::NamedContext>,
 }
 
 /// What a successful build produced.

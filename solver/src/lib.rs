@@ -21,5 +21,5 @@ pub use error::{ProcessEnd, SolveError};
 pub use scheduler::{Plan, Solution, SolveOptions, Solver, Step, Worker};
 pub use worker::{
     GitError, HttpError, LocalWorker, MAX_SECRET_SIZE, Ref, RunConfig, SecretError, SecretSource, SshError,
-    WorkerConfig, remember_chain,
+    WorkerConfig, redact_git_remote, remember_chain,
 };

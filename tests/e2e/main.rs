@@ -9,6 +9,7 @@ mod add_git;
 mod add_url;
 mod build_basic;
 mod build_checks;
+mod build_contexts;
 mod build_logs;
 mod cache;
 mod cache_matrix;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// `rbuild build --check`.
 pub async fn run(args: &BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
-    let req = crate::resolve::build_request(args)?;
+    let (req, _context_dirs) = crate::resolve::build_request(args)?;
     let engine = crate::open_engine(root)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut renderer = crate::renderer(args.progress, args.quiet);

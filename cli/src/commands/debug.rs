@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 /// Prints the graph in `format`.
 pub async fn ir(format: IrFormat, build: &BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
-    let req = crate::resolve::build_request(build)?;
+    let (req, _context_dirs) = crate::resolve::build_request(build)?;
     let engine = crate::open_engine(root)?;
     let lowered = engine.lower(&req, &ProgressSink::discard()).await?;
     let text = match format {
@@ -22,7 +22,7 @@ pub async fn ir(format: IrFormat, build: &BuildArgs, root: std::path::PathBuf) -
 
 /// Prints why the next build would not be fully cached.
 pub async fn why(build: &BuildArgs, root: std::path::PathBuf) -> Result<ExitCode> {
-    let req = crate::resolve::build_request(build)?;
+    let (req, _context_dirs) = crate::resolve::build_request(build)?;
     let engine = crate::open_engine(root)?;
     match engine.why(&req).await? {
         None => println!("every step would be served from the cache"),

@@ -189,6 +189,7 @@ mod tests {
             images: BTreeMap::new(),
             allow_http_sources: true,
             default_network: solver::ir::Network::Host,
+            named_contexts: BTreeMap::new(),
         }
     }
 

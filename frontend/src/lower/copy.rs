@@ -223,6 +223,10 @@ impl Lowering<'_> {
                     None => return Err(LowerError::NeedImages(self.need.iter().cloned().collect())),
                 }
             }
+            Some(Base::Context(key)) => {
+                let key = key.clone();
+                self.named_source(&key)
+            }
         };
         let source_index = |inputs: &mut Vec<VertexId>, v: Option<VertexId>, this: &mut Self| -> usize {
             let v = v.unwrap_or_else(|| {

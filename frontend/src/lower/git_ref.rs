@@ -12,7 +12,7 @@
 
 /// A git source as the URL describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct GitRef {
+pub struct GitRef {
     /// What `git` fetches from (no fragment, no query).
     pub remote: String,
     /// Branch, tag or commit (`None`: the default branch).
@@ -27,7 +27,7 @@ pub(crate) struct GitRef {
 
 /// Parses `src`: `Ok(None)` when it is not a git repository, an error (BuildKit's message)
 /// when it is one with invalid options.
-pub(crate) fn parse(src: &str) -> Result<Option<GitRef>, String> {
+pub fn parse(src: &str) -> Result<Option<GitRef>, String> {
     if src.starts_with("./") || src.starts_with("../") || src.starts_with("github.com/") {
         return Ok(None);
     }

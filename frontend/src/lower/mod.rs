@@ -11,6 +11,7 @@ mod checks;
 mod copy;
 mod dispatch;
 mod git_ref;
+mod named_context;
 mod run;
 mod run_mount;
 mod stage;
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 
 pub use args::PROXY_ARGS;
 pub use checks::lint_config;
+pub use git_ref::{GitRef, parse as parse_git_ref};
 
 /// A base image as the caller resolved it.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +34,45 @@ pub struct BaseImage {
     pub pinned: Reference,
     /// Its config.
     pub config: ImageConfig,
+}
+
+/// A named build context (`--build-context NAME=VALUE`) as the lowering sees it. It
+/// replaces a stage of the same name, stands for `FROM NAME`, and is what
+/// `COPY --from=NAME` and `RUN --mount=from=NAME` read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A client directory: the local source called `source` (its files are checksummed like
+    /// the main context's), filtered by `excludes` (its own `.dockerignore`).
+    Local {
+        /// Name of the local source (the worker maps it to the directory).
+        source: String,
+        /// `.dockerignore` patterns of that directory.
+        excludes: Vec<String>,
+    },
+    /// A registry image (`docker-image://REF`): the stage's base image becomes this image.
+    Image(Reference),
+    /// A git repository (fetched by the solver's git source, pinned to a commit per build).
+    Git {
+        /// What git fetches from.
+        remote: String,
+        /// Branch, tag or commit (`None`: the default branch).
+        reference: Option<String>,
+        /// Subdirectory to take.
+        subdir: Option<String>,
+    },
+}
+
+/// The key a named context is found under: names match case-insensitively (like stage
+/// names), and an image-like name matches without `docker.io/library/` and `:latest`, as
+/// BuildKit compares familiar image names (`FROM alpine:latest` uses `--build-context alpine=…`).
+pub fn named_context_key(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    let short = lower
+        .strip_prefix("docker.io/library/")
+        .or_else(|| lower.strip_prefix("index.docker.io/library/"))
+        .or_else(|| lower.strip_prefix("docker.io/"))
+        .unwrap_or(&lower);
+    short.strip_suffix(":latest").unwrap_or(short).to_string()
 }
 
 /// An image the lowering needs resolved.
@@ -76,6 +117,8 @@ pub struct LowerOptions {
     /// Network of `RUN` steps without `--network` (or with `--network=default`): the build's
     /// `--network` flag.
     pub default_network: solver::ir::Network,
+    /// `--build-context` values, by [`named_context_key`].
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// The result of lowering.

@@ -121,6 +121,7 @@ impl Lowering<'_> {
                         None => return Ok(None),
                     }
                 }
+                Base::Context(key) => self.named_source(&key),
             },
         };
         Ok(v.map(|v| {
@@ -260,6 +261,7 @@ mod tests {
             images: BTreeMap::new(),
             allow_http_sources: false,
             default_network: ir::Network::Host,
+            named_contexts: BTreeMap::new(),
         }
     }
 

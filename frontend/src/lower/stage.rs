@@ -20,6 +20,8 @@ pub(crate) enum Base {
     Scratch,
     Stage(usize),
     Image(Reference),
+    /// A directory or git `--build-context`, by its key.
+    Context(String),
 }
 
 /// A stage after its `FROM` line was expanded.
@@ -32,6 +34,8 @@ pub(crate) struct StageInfo {
     pub base: Base,
     /// From `FROM --platform`.
     pub platform: Option<Platform>,
+    /// A named context of the stage's name replaces the stage: its instructions do not run.
+    pub replaced: bool,
 }
 
 /// The build state of one stage while its instructions are dispatched (BuildKit's
@@ -147,6 +151,10 @@ pub(crate) struct Lowering<'a> {
     pub states: Vec<Option<StageState>>,
     /// Image sources created so far, by (reference, platform).
     pub image_vertices: BTreeMap<ImageRequest, (VertexId, ImageConfig)>,
+    /// Source vertices of directory and git named contexts, by key.
+    pub named_sources: BTreeMap<String, VertexId>,
+    /// Root filesystems made from directory named contexts (`FROM name`), by key.
+    pub named_roots: BTreeMap<String, VertexId>,
 }
 
 impl<'a> Lowering<'a> {
@@ -170,6 +178,8 @@ impl<'a> Lowering<'a> {
             stages: Vec::new(),
             states: Vec::new(),
             image_vertices: BTreeMap::new(),
+            named_sources: BTreeMap::new(),
+            named_roots: BTreeMap::new(),
         }
     }
 
@@ -307,10 +317,17 @@ impl<'a> Lowering<'a> {
                 }
             };
             let name = stage.normalized_name();
-            let base = if let Some(j) = self.find_stage(&base, i) {
+            // A named context of the stage's own name replaces the whole stage (BuildKit).
+            let replacement = name.as_deref().and_then(|n| self.named_base(n));
+            let replaced = replacement.is_some();
+            let base = if let Some(b) = replacement {
+                b
+            } else if let Some(j) = self.find_stage(&base, i) {
                 Base::Stage(j)
             } else if base.eq_ignore_ascii_case("scratch") {
                 Base::Scratch
+            } else if let Some(b) = self.named_base(&base) {
+                b
             } else {
                 Base::Image(base.parse::<Reference>().map_err(|e| {
                     self.errors.at(stage.span, format!("failed to parse stage name {base:?}: {}", e.reason))
@@ -321,7 +338,7 @@ impl<'a> Lowering<'a> {
             } else {
                 stage.name.clone().unwrap_or_else(|| format!("stage-{i}"))
             };
-            self.stages.push(StageInfo { display, name, base, platform });
+            self.stages.push(StageInfo { display, name, base, platform, replaced });
         }
         Ok(())
     }
@@ -339,6 +356,9 @@ impl<'a> Lowering<'a> {
         }
         if value.eq_ignore_ascii_case("scratch") {
             return Ok(Base::Scratch);
+        }
+        if let Some(b) = self.named_base(value) {
+            return Ok(b);
         }
         value
             .parse::<Reference>()
@@ -400,6 +420,9 @@ impl<'a> Lowering<'a> {
     /// The ONBUILD triggers stage `i` inherits from its base stage or its base image (when
     /// that is resolved already), followed by its own instructions.
     fn stage_instructions(&self, i: usize) -> Result<Vec<Instruction>, LowerError> {
+        if self.stages[i].replaced {
+            return Ok(Vec::new());
+        }
         let span = self.df.stages[i].span;
         let mut triggers: Vec<String> = match &self.stages[i].base {
             Base::Stage(j) => self.df.stages[*j]
@@ -414,7 +437,7 @@ impl<'a> Lowering<'a> {
                 let req = ImageRequest { reference: r.clone(), platform: self.stage_platform(i) };
                 self.opts.images.get(&req).and_then(|b| b.config.config.on_build.clone()).unwrap_or_default()
             }
-            Base::Scratch => Vec::new(),
+            Base::Scratch | Base::Context(_) => Vec::new(),
         };
         let mut out = self.parse_triggers(&mut triggers, span)?;
         out.extend(self.df.stages[i].instructions.iter().cloned());
@@ -528,6 +551,9 @@ impl<'a> Lowering<'a> {
 
     fn stage_total(&self, i: usize, triggers: usize) -> usize {
         let base = usize::from(matches!(self.stages[i].base, Base::Image(_)));
+        if self.stages[i].replaced {
+            return base;
+        }
         let steps = self.df.stages[i]
             .instructions
             .iter()
@@ -567,6 +593,10 @@ impl<'a> Lowering<'a> {
                 s
             }
             Base::Scratch => StageState::fresh(None, self.empty_image(&platform), &platform, None),
+            Base::Context(key) => {
+                let root = self.named_root(key);
+                StageState::fresh(root, self.empty_image(&platform), &platform, None)
+            }
             Base::Image(r) => {
                 let (vertex, mut config) = match self.image(r, &platform, "") {
                     Some(x) => x,
@@ -580,6 +610,7 @@ impl<'a> Lowering<'a> {
         };
         // ONBUILD triggers: from the base image's config, or the base stage's ONBUILD lines.
         let mut triggers: Vec<String> = match &info.base {
+            _ if info.replaced => Vec::new(),
             Base::Stage(_) => std::mem::take(&mut state.onbuild),
             _ => state.image.config.on_build.take().unwrap_or_default(),
         };
@@ -618,7 +649,8 @@ impl<'a> Lowering<'a> {
             self.dispatch(&mut state, inst)?;
         }
         state.in_onbuild = false;
-        for inst in &stage.instructions {
+        let own: &[Instruction] = if info.replaced { &[] } else { &stage.instructions };
+        for inst in own {
             self.dispatch(&mut state, inst)?;
         }
         state.dispatched = true;

@@ -106,7 +106,7 @@ fn is_commit(s: &str) -> bool {
 }
 
 /// The remote with any password masked, for messages (BuildKit's `RedactCredentials`).
-pub(super) fn redact(remote: &str) -> String {
+pub fn redact(remote: &str) -> String {
     let Some((scheme, rest)) = remote.split_once("://") else { return remote.to_string() };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rsplit_once('@') {

@@ -11,7 +11,7 @@ mod secrets;
 mod ssh;
 
 pub use exec::RunConfig;
-pub use git::GitError;
+pub use git::{GitError, redact as redact_git_remote};
 pub use http::HttpError;
 pub use image::remember_chain;
 pub use secrets::{MAX_SECRET_SIZE, SecretError, SecretSource};

@@ -54,6 +54,7 @@ impl Rbuild {
                 ("RBUILD_CONFIG".into(), self.config_file().into()),
             ],
             timeout: TIMEOUT,
+            stdin: None,
         };
         cmd.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         cmd
@@ -89,12 +90,14 @@ pub struct Cmd {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     timeout: Duration,
+    /// A file to feed as standard input (`None`: `/dev/null`).
+    stdin: Option<PathBuf>,
 }
 
 impl Cmd {
     /// A command for any program (used for the independent tools: skopeo, umoci, tar).
     pub fn tool(program: &str) -> Cmd {
-        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), timeout: TIMEOUT }
+        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), timeout: TIMEOUT, stdin: None }
     }
 
     /// Adds one argument.
@@ -116,6 +119,12 @@ impl Cmd {
     /// Sets an environment variable for the command.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
         self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Feeds the file at `path` to the command's standard input.
+    pub fn stdin_file(mut self, path: impl Into<PathBuf>) -> Cmd {
+        self.stdin = Some(path.into());
         self
     }
 
@@ -161,7 +170,12 @@ impl Cmd {
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(match &self.stdin {
+                Some(path) => Stdio::from(
+                    std::fs::File::open(path).unwrap_or_else(|e| panic!("stdin {}: {e}", path.display())),
+                ),
+                None => Stdio::null(),
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so that a timeout kills everything it started.
