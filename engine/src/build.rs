@@ -223,10 +223,17 @@ impl Engine {
             SolveOptions { max_parallel_exec: self.config.max_parallel_exec, ignore_cache: req.no_cache },
         );
         let graph = Arc::new(graph);
+        let imported = if req.no_cache || req.cache_from.is_empty() {
+            Default::default()
+        } else {
+            self.read_cache_imports(&req.cache_from, &progress).await
+        };
+        let mut all_keys = std::collections::BTreeMap::new();
         let mut chains: Vec<Vec<cache::LayerId>> = vec![Vec::new(); all.len()];
         let (mut ran, mut cached) = (0, 0);
         if !solve_targets.is_empty() {
             let keys = solver.keys(&graph, &solve_targets).await?;
+            self.import_cache_hits(&graph, &solve_targets, &keys, &imported, &progress).await?;
             let plan = solver.plan(&graph, &solve_targets, &keys)?;
             let target_id = explain::target_id(&req);
             let previous = explain::previous(&self.store, &target_id);
@@ -240,7 +247,7 @@ impl Engine {
                     progress.send(Event::Note { message: format!("cache miss: {miss}") });
                 }
             }
-            let solution = solver.execute(graph, &solve_targets, keys, plan, cancel).await?;
+            let solution = solver.execute(graph.clone(), &solve_targets, keys, plan, cancel).await?;
             explain::save(&self.store, &target_id, &record)?;
             let mut outputs = solution.outputs.iter();
             for (chain, target) in chains.iter_mut().zip(&targets) {
@@ -256,12 +263,16 @@ impl Engine {
                 }
             }
             (ran, cached) = (solution.ran.len(), solution.cached.len());
+            all_keys = solution.keys;
         }
         // The checksum cache only speeds things up: failing to save it is not a build failure.
         let _ = checksums.save(&checksum_path);
         let images: Vec<(&Lowered, &[cache::LayerId])> =
             all.iter().zip(chains.iter()).map(|(l, c)| (l, c.as_slice())).collect();
         let mut outcome = self.export(&req, &images, &progress).await?;
+        if !req.cache_to.is_empty() {
+            self.export_caches(&req, &graph, &all_keys, &chains, &progress).await?;
+        }
         outcome.warnings = warnings;
         outcome.steps_ran = ran;
         outcome.steps_cached = cached;

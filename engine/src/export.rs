@@ -45,7 +45,7 @@ fn fill_times(config: &mut ImageConfig, layer_times: &[i64], epoch: Option<i64>)
 /// With `SOURCE_DATE_EPOCH` (`opts.source_date_epoch`), layers this build made get their file
 /// times clamped (BuildKit's rewrite-timestamp); those blobs are kept apart, per epoch, from
 /// the layer's ordinary blob. Base image layers are never rewritten.
-fn layer_blob(
+pub(crate) fn layer_blob(
     store: &Store,
     id: &LayerId,
     opts: &LayerOptions,

@@ -10,6 +10,7 @@
 
 mod build;
 pub mod build_log;
+mod cache_io;
 mod check;
 mod error;
 mod explain;
@@ -24,6 +25,7 @@ mod run_options;
 mod save;
 mod ssh_agent;
 
+pub use cache_io::{CacheExport, CacheImport, CacheIoError, CacheLocation, CacheMode};
 pub use check::CheckReport;
 pub use error::{DockerfileFailure, EngineError};
 pub use images::{

@@ -39,6 +39,10 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// How `RUN` steps run: secrets, ssh, network, `--allow`, limits, privileges.
     pub run: crate::RunOptions,
+    /// `--cache-to`: build caches to write after a successful build.
+    pub cache_to: Vec<crate::CacheExport>,
+    /// `--cache-from`: build caches whose records the build may use.
+    pub cache_from: Vec<crate::CacheImport>,
 }
 
 /// What a successful build produced.
