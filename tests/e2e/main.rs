@@ -11,6 +11,7 @@ mod build_basic;
 mod build_checks;
 mod build_logs;
 mod cache;
+mod cache_io;
 mod cache_matrix;
 mod cli;
 mod concurrency;
