@@ -337,7 +337,10 @@ mod tests {
         );
         let mut cyclic = config.clone();
         cyclic.layers[0].parent_index = 0;
-        assert!(matches!(cyclic.records(&[base.blob.descriptor.clone()]), Err(CacheConfigError::Link(_))));
+        assert!(matches!(
+            cyclic.records(std::slice::from_ref(&base.blob.descriptor)),
+            Err(CacheConfigError::Link(_))
+        ));
         let mut future = config;
         future.version = 7;
         assert_eq!(CacheConfig::parse(&future.to_bytes()), Err(CacheConfigError::Version(7)));

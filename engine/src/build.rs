@@ -226,14 +226,15 @@ impl Engine {
         let imported = if req.no_cache || req.cache_from.is_empty() {
             Default::default()
         } else {
-            self.read_cache_imports(&req.cache_from, &progress).await
+            cancellable(&cancel, self.read_cache_imports(&req.cache_from, &progress)).await?
         };
         let mut all_keys = std::collections::BTreeMap::new();
         let mut chains: Vec<Vec<cache::LayerId>> = vec![Vec::new(); all.len()];
         let (mut ran, mut cached) = (0, 0);
         if !solve_targets.is_empty() {
             let keys = solver.keys(&graph, &solve_targets).await?;
-            self.import_cache_hits(&graph, &solve_targets, &keys, &imported, &progress).await?;
+            let importing = self.import_cache_hits(&graph, &solve_targets, &keys, &imported, &progress);
+            cancellable(&cancel, importing).await??;
             let plan = solver.plan(&graph, &solve_targets, &keys)?;
             let target_id = explain::target_id(&req);
             let previous = explain::previous(&self.store, &target_id);
@@ -247,7 +248,7 @@ impl Engine {
                     progress.send(Event::Note { message: format!("cache miss: {miss}") });
                 }
             }
-            let solution = solver.execute(graph.clone(), &solve_targets, keys, plan, cancel).await?;
+            let solution = solver.execute(graph.clone(), &solve_targets, keys, plan, cancel.clone()).await?;
             explain::save(&self.store, &target_id, &record)?;
             let mut outputs = solution.outputs.iter();
             for (chain, target) in chains.iter_mut().zip(&targets) {
@@ -271,7 +272,7 @@ impl Engine {
             all.iter().zip(chains.iter()).map(|(l, c)| (l, c.as_slice())).collect();
         let mut outcome = self.export(&req, &images, &progress).await?;
         if !req.cache_to.is_empty() {
-            self.export_caches(&req, &graph, &all_keys, &chains, &progress).await?;
+            cancellable(&cancel, self.export_caches(&req, &graph, &all_keys, &chains, &progress)).await??;
         }
         outcome.warnings = warnings;
         outcome.steps_ran = ran;
@@ -294,6 +295,15 @@ impl Engine {
             });
         }
         Ok(())
+    }
+}
+
+/// Runs `work` until it finishes or `cancel` fires (then the work is dropped: see the
+/// cancellation notes of the cache import and export).
+async fn cancellable<T>(cancel: &CancellationToken, work: impl Future<Output = T>) -> Result<T, EngineError> {
+    tokio::select! {
+        out = work => Ok(out),
+        _ = cancel.cancelled() => Err(solver::SolveError::Cancelled.into()),
     }
 }
 

@@ -513,7 +513,7 @@ impl Engine {
     ) -> Result<(), CacheIoError> {
         let location = &spec.location;
         // The records to export, with their chains and input keys.
-        let mut chosen: Vec<(Digest, String, Vec<LayerId>, Vec<Vec<Digest>>)> = Vec::new();
+        let mut chosen: Vec<Chosen> = Vec::new();
         for (v, key) in keys {
             let vertex = graph.vertex(*v);
             if matches!(vertex.op, Op::Source(Source::Local(_))) {
@@ -530,7 +530,12 @@ impl Engine {
                 .iter()
                 .map(|i| keys.get(i).map(|k| k.key.clone()).into_iter().collect())
                 .collect();
-            chosen.push((key.key.clone(), vertex.meta.name.clone(), record.chain, inputs));
+            chosen.push(Chosen {
+                key: key.key.clone(),
+                description: vertex.meta.name.clone(),
+                chain: record.chain,
+                inputs,
+            });
         }
         // One blob per layer (made once per layer and compression, then remembered).
         let store = self.store.clone();
@@ -541,7 +546,12 @@ impl Engine {
         };
         let ids: Vec<LayerId> = {
             let mut seen = HashSet::new();
-            chosen.iter().flat_map(|c| c.2.iter()).filter(|id| seen.insert((*id).clone())).cloned().collect()
+            chosen
+                .iter()
+                .flat_map(|c| c.chain.iter())
+                .filter(|id| seen.insert((*id).clone()))
+                .cloned()
+                .collect()
         };
         let oci = spec.oci_media_types;
         let blobs =
@@ -559,7 +569,7 @@ impl Engine {
             .map_err(|e| invalid(location, format!("layer export task: {e}")))?
             .map_err(|e| invalid(location, e.to_string()))?;
         let mut builder = CacheConfigBuilder::new();
-        for (key, description, chain, inputs) in &chosen {
+        for Chosen { key, description, chain, inputs } in &chosen {
             let layers: Vec<ExportLayer> = chain.iter().filter_map(|id| blobs.get(id).cloned()).collect();
             builder.add(key, description, &layers, inputs.clone());
         }
@@ -628,6 +638,18 @@ impl Engine {
         progress.send(Event::Note { message: format!("exported {records} cache records to {location}") });
         Ok(())
     }
+}
+
+/// A cache record picked for export.
+struct Chosen {
+    /// Its key.
+    key: Digest,
+    /// The step name.
+    description: String,
+    /// Its filesystem, base first.
+    chain: Vec<LayerId>,
+    /// The keys of the step's inputs, per input.
+    inputs: Vec<Vec<Digest>>,
 }
 
 /// Where an OCI layout keeps `digest`.

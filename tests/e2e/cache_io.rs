@@ -286,3 +286,33 @@ fn unsupported_types_and_unknown_keys_are_usage_errors() {
         assert!(o.stderr.contains(want), "{flag} {spec}: want {want:?}\n{o}");
     }
 }
+
+#[test]
+fn index_and_docker_media_type_exports_are_accepted_and_imported() {
+    require_lab!();
+    let lab = harness::lab();
+    let ctx = harness::context(&[("Dockerfile", &format!("FROM {}\nRUN echo variant > /v\n", lab.base))]);
+    let variants = [
+        ("oci-index", "image-manifest=false", "application/vnd.oci.image.index.v1+json"),
+        (
+            "docker",
+            "image-manifest=false,oci-mediatypes=false,compression=uncompressed",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        ),
+    ];
+    for (name, options, root_type) in variants {
+        let cache_ref = lab.registry.image(&format!("e2e/cacheio-variants:{name}"));
+        let to = format!("type=registry,ref={cache_ref},{options}");
+        let (first, first_id, _) = build(&Rbuild::new(), ctx.path(), &["--cache-to", &to]);
+        assert_eq!(first.runs_of("echo variant"), 1);
+        let raw = Cmd::tool("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{cache_ref}"))
+            .expect_ok();
+        let root: serde_json::Value = serde_json::from_str(&raw.stdout).expect("root json");
+        assert_eq!(root["mediaType"], root_type, "{name}: {root}");
+        let (second, second_id, o) = build(&Rbuild::new(), ctx.path(), &["--cache-from", &cache_ref]);
+        assert!(second.ran.is_empty(), "{name}: steps ran: {:?}\n{o}", second.ran);
+        assert_eq!(first_id, second_id, "{name}");
+    }
+}
