@@ -23,6 +23,10 @@ use std::collections::{BTreeMap, HashMap};
 /// Media type of the config blob of a cache export.
 pub const MEDIA_TYPE: &str = "application/vnd.rbuild.cacheconfig.v0+json";
 
+/// The image-config field holding an inline cache (`--cache-to type=inline`), see
+/// `registry::ImageConfig::inline_cache`.
+pub const INLINE_KEY: &str = "rbuild.cache.v0";
+
 /// Version of the document; another value is rejected on import.
 pub const VERSION: u32 = 0;
 
@@ -38,6 +42,9 @@ pub enum CacheConfigError {
     /// An index points outside its list or to a later layer.
     #[error("invalid cache config: {0}")]
     Link(String),
+    /// An image config without an inline cache.
+    #[error("the image has no inline build cache (build it with --cache-to type=inline)")]
+    NoInlineCache,
     /// A layer's blob is not among the manifest's layers.
     #[error("invalid cache config: layer blob {0} is not in the cache manifest")]
     MissingBlob(Digest),
@@ -223,6 +230,24 @@ impl CacheConfig {
         Ok(config)
     }
 
+    /// The inline cache of an image config (the [`INLINE_KEY`] field).
+    pub fn from_image_config(bytes: &[u8]) -> Result<CacheConfig, CacheConfigError> {
+        let config: registry::ImageConfig =
+            serde_json::from_slice(bytes).map_err(|e| CacheConfigError::Parse(e.to_string()))?;
+        let value = config.inline_cache.ok_or(CacheConfigError::NoInlineCache)?;
+        let config: CacheConfig =
+            serde_json::from_value(value).map_err(|e| CacheConfigError::Parse(e.to_string()))?;
+        if config.version != VERSION {
+            return Err(CacheConfigError::Version(config.version));
+        }
+        Ok(config)
+    }
+
+    /// The document as a JSON value (for an image config's [`INLINE_KEY`] field).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
     /// The canonical bytes of the document.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
@@ -345,5 +370,19 @@ mod tests {
         future.version = 7;
         assert_eq!(CacheConfig::parse(&future.to_bytes()), Err(CacheConfigError::Version(7)));
         assert!(matches!(CacheConfig::parse(b"{}"), Err(CacheConfigError::Parse(_))));
+    }
+
+    #[test]
+    fn inline_cache_travels_in_the_image_config() {
+        let k = Digest::of_bytes(b"k");
+        let mut builder = CacheConfigBuilder::new();
+        builder.add(&k, "RUN x", &[layer("base", 1)], vec![]);
+        let (config, _) = builder.finish();
+        let image = registry::ImageConfig { inline_cache: Some(config.to_value()), ..Default::default() };
+        let bytes = serde_json::to_vec(&image).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains(&format!("\"{INLINE_KEY}\"")));
+        assert_eq!(CacheConfig::from_image_config(&bytes), Ok(config));
+        let plain = serde_json::to_vec(&registry::ImageConfig::default()).unwrap();
+        assert_eq!(CacheConfig::from_image_config(&plain), Err(CacheConfigError::NoInlineCache));
     }
 }

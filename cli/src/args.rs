@@ -270,13 +270,15 @@ pub struct BuildArgs {
     /// Export the build cache after a successful build (may be repeated):
     /// `type=registry,ref=NAME[,mode=min|max][,compression=gzip|zstd|uncompressed]
     /// [,oci-mediatypes=true|false][,image-manifest=true|false][,ignore-error=true|false]`
-    /// or `type=local,dest=DIR[,...]`. `mode=max` includes intermediate stages' steps.
+    /// or `type=local,dest=DIR[,...]` or `type=inline` (in the image config, mode=min).
+    /// `mode=max` includes intermediate stages' steps.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
 
     /// Use a build cache exported with --cache-to (may be repeated): `type=registry,ref=NAME`
-    /// (or just `NAME`), or `type=local,src=DIR`. Layers are fetched only for steps the
-    /// build needs; a missing cache is a warning.
+    /// (or just `NAME`, also an image built with --cache-to type=inline), or
+    /// `type=local,src=DIR`. Layers are fetched only for steps the build needs; a missing
+    /// cache is a warning.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
 }

@@ -61,13 +61,14 @@ fn location(
             Some(p) if !p.is_empty() => Ok(CacheLocation::Local(PathBuf::from(p))),
             _ => Err(err(format!("type=local needs {path_key}=DIR"))),
         },
-        "inline" => Err(err("type=inline (cache metadata in the image config) is not supported: use \
-             type=registry,ref=NAME or type=local"
-            .into())),
+        "inline" if flag == "--cache-to" => Ok(CacheLocation::Inline),
+        "inline" => Err(err(
+            "an inline cache is read from the image itself: use --cache-from type=registry,ref=IMAGE".into(),
+        )),
         t if UNSUPPORTED.contains(&t) => {
             Err(err(format!("type={t} is not supported by rbuild: use type=registry or type=local")))
         }
-        t => Err(err(format!("unknown type {t:?} (registry, local)"))),
+        t => Err(err(format!("unknown type {t:?} (registry, local, inline)"))),
     }
 }
 
@@ -107,6 +108,16 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheExport, CacheSpecError> {
     let err = |reason: String| CacheSpecError { flag: FLAG, spec: spec.into(), reason };
     let mut fields = fields(FLAG, spec)?;
     let location = location(FLAG, spec, &mut fields, "dest")?;
+    if location == CacheLocation::Inline {
+        // The cache goes into the image config and uses the image's own layers.
+        return match fields.remove("mode").as_deref() {
+            None | Some("min") => {
+                no_unknown_keys(FLAG, spec, &fields)?;
+                Ok(CacheExport::inline_defaults())
+            }
+            Some(other) => Err(err(format!("type=inline supports only mode=min, not {other:?}"))),
+        };
+    }
     let mode = match fields.remove("mode").as_deref() {
         None | Some("min") => CacheMode::Min,
         Some("max") => CacheMode::Max,
@@ -185,6 +196,8 @@ mod tests {
                 },
             ),
             ("type=local,dest=/tmp/c,mode=min", export(CacheLocation::Local("/tmp/c".into()))),
+            ("type=inline", export(CacheLocation::Inline)),
+            ("type=inline,mode=min", export(CacheLocation::Inline)),
             (
                 "type=local, dest=/tmp/c ,mode=max",
                 CacheExport { mode: CacheMode::Max, ..export(CacheLocation::Local("/tmp/c".into())) },
@@ -214,7 +227,8 @@ mod tests {
             ("type=gha", "type=gha is not supported"),
             ("type=s3,region=x", "type=s3 is not supported"),
             ("type=azblob", "type=azblob is not supported"),
-            ("type=inline", "type=inline (cache metadata in the image config) is not supported"),
+            ("type=inline,mode=max", "type=inline supports only mode=min"),
+            ("type=inline,compression=zstd", "unknown key \"compression\""),
             ("type=redis,ref=x", "unknown type \"redis\""),
             ("type=registry", "needs ref=NAME"),
             ("type=registry,ref=r/a:c,colour=blue", "unknown key \"colour\""),
@@ -237,7 +251,7 @@ mod tests {
             ("type=gha,scope=x", "type=gha is not supported"),
             ("type=local,dest=/x", "type=local needs src=DIR"),
             ("type=registry,ref=r/a:c,mode=max", "unknown key \"mode\""),
-            ("type=inline", "type=inline"),
+            ("type=inline", "--cache-from type=registry,ref=IMAGE"),
             ("", "empty value"),
         ];
         for (spec, want) in from {

@@ -270,7 +270,12 @@ impl Engine {
         let _ = checksums.save(&checksum_path);
         let images: Vec<(&Lowered, &[cache::LayerId])> =
             all.iter().zip(chains.iter()).map(|(l, c)| (l, c.as_slice())).collect();
-        let mut outcome = self.export(&req, &images, &progress).await?;
+        let inline = if req.cache_to.iter().any(|c| c.location == crate::CacheLocation::Inline) {
+            Some(self.cache_candidates(&graph, &all_keys)?)
+        } else {
+            None
+        };
+        let mut outcome = self.export(&req, &images, inline.as_deref(), &progress).await?;
         if !req.cache_to.is_empty() {
             cancellable(&cancel, self.export_caches(&req, &graph, &all_keys, &chains, &progress)).await??;
         }

@@ -37,6 +37,9 @@ pub enum CacheLocation {
     Registry(Reference),
     /// An OCI image layout directory (`type=local,dest=...` / `src=...`).
     Local(PathBuf),
+    /// Export only: the built image's config (`type=inline`, `mode=min`), read back with
+    /// `--cache-from type=registry,ref=IMAGE`.
+    Inline,
 }
 
 impl std::fmt::Display for CacheLocation {
@@ -44,6 +47,7 @@ impl std::fmt::Display for CacheLocation {
         match self {
             CacheLocation::Registry(r) => write!(f, "{r}"),
             CacheLocation::Local(p) => write!(f, "{}", p.display()),
+            CacheLocation::Inline => f.write_str("inline (image config)"),
         }
     }
 }
@@ -73,6 +77,20 @@ pub struct CacheExport {
     pub image_manifest: bool,
     /// A failed export is a warning, not a failed build.
     pub ignore_error: bool,
+}
+
+impl CacheExport {
+    /// The settings of an export whose only choice is its location (`type=inline`).
+    pub fn inline_defaults() -> CacheExport {
+        CacheExport {
+            location: CacheLocation::Inline,
+            mode: CacheMode::Min,
+            compression: Compression::Gzip,
+            oci_media_types: true,
+            image_manifest: true,
+            ignore_error: false,
+        }
+    }
 }
 
 /// One `--cache-from`.
@@ -208,43 +226,69 @@ impl Engine {
         location: &CacheLocation,
     ) -> Result<Option<BTreeMap<Digest, ImportedRecord>>, CacheIoError> {
         let Some(root) = self.read_document(location, None).await? else { return Ok(None) };
-        let manifest = match AnyManifest::parse(Some(&root.0.media_type), &root.1) {
-            Ok(AnyManifest::Image(m)) => m,
+        // A cache manifest, an index wrapping one, or an image (or index of images) with an
+        // inline cache in its config(s).
+        let manifests: Vec<ImageManifest> = match AnyManifest::parse(Some(&root.0.media_type), &root.1) {
+            Ok(AnyManifest::Image(m)) => vec![m],
             Ok(AnyManifest::Index(index)) => {
-                let entry = index
-                    .manifests
-                    .iter()
-                    .find(|d| d.media_type.is_manifest())
-                    .ok_or_else(|| invalid(location, "the index lists no manifest"))?;
-                let Some((_, bytes)) = self.read_document(location, Some(entry)).await? else {
-                    return Err(invalid(location, format!("manifest {} is missing", entry.digest)));
-                };
-                match AnyManifest::parse(Some(&entry.media_type), &bytes) {
-                    Ok(AnyManifest::Image(m)) => m,
-                    _ => return Err(invalid(location, format!("{} is not an image manifest", entry.digest))),
+                let mut out = Vec::new();
+                for entry in index.manifests.iter().filter(|d| d.media_type.is_manifest()) {
+                    let Some((_, bytes)) = self.read_document(location, Some(entry)).await? else {
+                        return Err(invalid(location, format!("manifest {} is missing", entry.digest)));
+                    };
+                    match AnyManifest::parse(Some(&entry.media_type), &bytes) {
+                        Ok(AnyManifest::Image(m)) => out.push(m),
+                        _ => {
+                            return Err(invalid(
+                                location,
+                                format!("{} is not an image manifest", entry.digest),
+                            ));
+                        }
+                    }
                 }
+                out
             }
             Err(e) => return Err(invalid(location, e.to_string())),
         };
-        if manifest.config.media_type.as_str() != cache_config::MEDIA_TYPE {
+        if manifests.is_empty() {
+            return Err(invalid(location, "the index lists no manifest"));
+        }
+        let mut records = BTreeMap::new();
+        for manifest in manifests {
+            for (key, record) in self.manifest_records(location, &manifest).await? {
+                records.entry(key).or_insert(record);
+            }
+        }
+        Ok(Some(records))
+    }
+
+    /// The records of one manifest: a cache manifest, or an image with an inline cache.
+    async fn manifest_records(
+        &self,
+        location: &CacheLocation,
+        manifest: &ImageManifest,
+    ) -> Result<BTreeMap<Digest, ImportedRecord>, CacheIoError> {
+        let config_type = &manifest.config.media_type;
+        let inline = matches!(config_type, MediaType::OciConfig | MediaType::DockerConfig);
+        if !inline && config_type.as_str() != cache_config::MEDIA_TYPE {
             return Err(invalid(
                 location,
                 format!(
-                    "not an rbuild build cache (config media type {}, expected {})",
-                    manifest.config.media_type,
+                    "not an rbuild build cache (config media type {config_type}, expected {} or an image)",
                     cache_config::MEDIA_TYPE
                 ),
             ));
         }
-        let Some((_, config)) = self.read_document(location, Some(&manifest.config)).await? else {
-            return Err(invalid(location, format!("cache config {} is missing", manifest.config.digest)));
+        let Some((_, bytes)) = self.read_document(location, Some(&manifest.config)).await? else {
+            return Err(invalid(location, format!("config {} is missing", manifest.config.digest)));
         };
-        let config = CacheConfig::parse(&config)
-            .map_err(|source| CacheIoError::Config { location: location.to_string(), source })?;
-        let records = config
-            .records(&manifest.layers)
-            .map_err(|source| CacheIoError::Config { location: location.to_string(), source })?;
-        Ok(Some(records))
+        let config_err = |source| CacheIoError::Config { location: location.to_string(), source };
+        let config = if inline {
+            CacheConfig::from_image_config(&bytes).map_err(config_err)?
+        } else {
+            CacheConfig::parse(&bytes).map_err(config_err)?
+        };
+        config.records(&manifest.layers).map_err(config_err)
     }
 
     /// A small document of a cache: its root (`desc` = `None`: the tag, or the layout's
@@ -298,6 +342,9 @@ impl Engine {
                 Ok(Some((first.clone(), bytes)))
             }
             (CacheLocation::Local(dir), Some(d)) => Ok(Some((d.clone(), local_blob(location, dir, d)?))),
+            (CacheLocation::Inline, _) => {
+                Err(invalid(location, "an inline cache is read through the image's ref"))
+            }
         }
     }
 
@@ -457,6 +504,9 @@ impl Engine {
                 let mut file = tokio::fs::File::open(&path).await.map_err(io_err(location, &path))?;
                 tokio::io::copy(&mut file, &mut writer).await.map_err(io_err(location, &path))?;
             }
+            CacheLocation::Inline => {
+                return Err(invalid(location, "an inline cache is read through the image's ref"));
+            }
         }
         writer.commit(Some(&desc.digest)).map_err(content_err)?;
         progress.send(Event::Transfer {
@@ -482,6 +532,10 @@ impl Engine {
         progress: &ProgressSink,
     ) -> Result<(), EngineError> {
         for spec in &req.cache_to {
+            if spec.location == CacheLocation::Inline {
+                // Written into the image config by the image export.
+                continue;
+            }
             let step = format!("cache-export {}", spec.location);
             progress.started(&step, &format!("exporting cache to {}", spec.location));
             let start = Instant::now();
@@ -502,29 +556,19 @@ impl Engine {
         Ok(())
     }
 
-    async fn export_cache(
+    /// The local cache records of the build's steps, with their chains and input keys.
+    pub(crate) fn cache_candidates(
         &self,
-        spec: &CacheExport,
         graph: &Graph,
         keys: &BTreeMap<VertexId, CacheKey>,
-        finals: &[Vec<LayerId>],
-        progress: &ProgressSink,
-        step: &str,
-    ) -> Result<(), CacheIoError> {
-        let location = &spec.location;
-        // The records to export, with their chains and input keys.
-        let mut chosen: Vec<Chosen> = Vec::new();
+    ) -> Result<Vec<Chosen>, cache::StoreError> {
+        let mut chosen = Vec::new();
         for (v, key) in keys {
             let vertex = graph.vertex(*v);
             if matches!(vertex.op, Op::Source(Source::Local(_))) {
                 continue;
             }
-            let Some(record) = self.store.meta().get_cache(&key.key).map_err(store_err(location))? else {
-                continue;
-            };
-            if spec.mode == CacheMode::Min && !finals.iter().any(|f| f.starts_with(&record.chain)) {
-                continue;
-            }
+            let Some(record) = self.store.meta().get_cache(&key.key)? else { continue };
             let inputs = vertex
                 .inputs
                 .iter()
@@ -536,6 +580,23 @@ impl Engine {
                 chain: record.chain,
                 inputs,
             });
+        }
+        Ok(chosen)
+    }
+
+    async fn export_cache(
+        &self,
+        spec: &CacheExport,
+        graph: &Graph,
+        keys: &BTreeMap<VertexId, CacheKey>,
+        finals: &[Vec<LayerId>],
+        progress: &ProgressSink,
+        step: &str,
+    ) -> Result<(), CacheIoError> {
+        let location = &spec.location;
+        let mut chosen = self.cache_candidates(graph, keys).map_err(store_err(location))?;
+        if spec.mode == CacheMode::Min {
+            chosen.retain(|c| finals.iter().any(|f| f.starts_with(&c.chain)));
         }
         // One blob per layer (made once per layer and compression, then remembered).
         let store = self.store.clone();
@@ -634,14 +695,37 @@ impl Engine {
                 .map_err(|e| invalid(location, format!("layout task: {e}")))?
                 .map_err(export_err)?;
             }
+            CacheLocation::Inline => {
+                return Err(invalid(location, "an inline cache is written with the image config"));
+            }
         }
         progress.send(Event::Note { message: format!("exported {records} cache records to {location}") });
         Ok(())
     }
 }
 
+/// The inline cache of an image (`--cache-to type=inline`): the records among `candidates`
+/// whose filesystem is a prefix of the image's `chain`, over the image's own layer `blobs`
+/// (`blobs[i]` is the blob of `chain[i]`, with the layer's creation time).
+pub(crate) fn inline_cache(
+    candidates: &[Chosen],
+    chain: &[LayerId],
+    blobs: &[(cache::LayerBlob, i64)],
+) -> serde_json::Value {
+    let mut builder = CacheConfigBuilder::new();
+    for c in candidates.iter().filter(|c| chain.starts_with(&c.chain)) {
+        let Some(prefix) = blobs.get(..c.chain.len()) else { continue };
+        let layers: Vec<ExportLayer> = prefix
+            .iter()
+            .map(|(blob, created_unix)| ExportLayer { blob: blob.clone(), created_unix: *created_unix })
+            .collect();
+        builder.add(&c.key, &c.description, &layers, c.inputs.clone());
+    }
+    builder.finish().0.to_value()
+}
+
 /// A cache record picked for export.
-struct Chosen {
+pub(crate) struct Chosen {
     /// Its key.
     key: Digest,
     /// The step name.

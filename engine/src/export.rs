@@ -139,12 +139,13 @@ impl Engine {
         &self,
         req: &BuildRequest,
         images: &[PlatformResult<'_>],
+        inline: Option<&[crate::cache_io::Chosen]>,
         progress: &ProgressSink,
     ) -> Result<BuildOutcome, EngineError> {
         let step = "export".to_string();
         progress.started(&step, "exporting to image");
         let start = Instant::now();
-        let result = self.export_inner(req, images, progress, &step).await;
+        let result = self.export_inner(req, images, inline, progress, &step).await;
         match &result {
             Ok(_) => progress.done(&step, start, Default::default()),
             Err(e) => progress.failed(&step, e.to_string()),
@@ -152,12 +153,14 @@ impl Engine {
         result
     }
 
-    /// Layer blobs, config and manifest of one platform's image.
+    /// Layer blobs, config and manifest of one platform's image; with `inline`, the config
+    /// carries the records of its steps (`--cache-to type=inline`).
     async fn write_platform_image(
         &self,
         req: &BuildRequest,
         lowered: &Lowered,
         chain: &[LayerId],
+        inline: Option<&[crate::cache_io::Chosen]>,
         progress: &ProgressSink,
         step: &str,
     ) -> Result<(exporter::WrittenImage, ImageConfig), EngineError> {
@@ -200,6 +203,9 @@ impl Engine {
         };
         let times: Vec<i64> = blobs.iter().map(|(_, t)| *t).collect();
         fill_times(&mut config, &times, epoch);
+        // A base image's inline cache describes the base, not this image.
+        config.inline_cache =
+            inline.map(|candidates| crate::cache_io::inline_cache(candidates, chain, &blobs));
         let layers: Vec<Descriptor> = blobs.into_iter().map(|(b, _)| b.descriptor).collect();
         solver::remember_chain(&self.store, &config.rootfs.diff_ids, chain)?;
         let written = exporter::write_image(self.store.content(), &config, &layers, oci)?;
@@ -210,13 +216,14 @@ impl Engine {
         &self,
         req: &BuildRequest,
         images: &[PlatformResult<'_>],
+        inline: Option<&[crate::cache_io::Chosen]>,
         progress: &ProgressSink,
         step: &str,
     ) -> Result<BuildOutcome, EngineError> {
         let multi = images.len() > 1;
         let mut written = Vec::with_capacity(images.len());
         for (lowered, chain) in images {
-            written.push(self.write_platform_image(req, lowered, chain, progress, step).await?);
+            written.push(self.write_platform_image(req, lowered, chain, inline, progress, step).await?);
         }
         let platforms: Vec<registry::Platform> = written.iter().map(|(_, c)| c.platform()).collect();
         let (manifest, image_id) = if multi {

@@ -275,7 +275,8 @@ fn unsupported_types_and_unknown_keys_are_usage_errors() {
         ("--cache-to", "type=gha", "type=gha is not supported"),
         ("--cache-to", "type=s3,bucket=b", "type=s3 is not supported"),
         ("--cache-from", "type=azblob,name=x", "type=azblob is not supported"),
-        ("--cache-to", "type=inline", "type=inline"),
+        ("--cache-to", "type=inline,mode=max", "type=inline supports only mode=min"),
+        ("--cache-from", "type=inline", "--cache-from type=registry,ref=IMAGE"),
         ("--cache-to", "type=registry,ref=r.example/a:c,colour=blue", "unknown key \"colour\""),
         ("--cache-from", "type=local,src=/x,mode=max", "unknown key \"mode\""),
         ("--cache-to", "type=local", "type=local needs dest=DIR"),
@@ -315,4 +316,34 @@ fn index_and_docker_media_type_exports_are_accepted_and_imported() {
         assert!(second.ran.is_empty(), "{name}: steps ran: {:?}\n{o}", second.ran);
         assert_eq!(first_id, second_id, "{name}");
     }
+}
+
+#[test]
+fn inline_cache_rides_in_the_image_config() {
+    require_lab!();
+    let lab = harness::lab();
+    let ctx = harness::context(&[
+        ("Dockerfile", &format!("FROM {}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /inline\n", lab.base)),
+        ("a.txt", "a\n"),
+    ]);
+    let image = lab.registry.image("e2e/cacheio-inline:1");
+    let (first, first_id, _) =
+        build(&Rbuild::new(), ctx.path(), &["-t", &image, "--push", "--cache-to", "type=inline"]);
+    assert_eq!(first.runs_of("cat /a.txt"), 1);
+    let o = Cmd::tool("skopeo")
+        .args(["inspect", "--config", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .expect_ok();
+    let config: serde_json::Value = serde_json::from_str(&o.stdout).expect("config json");
+    assert!(config["rbuild.cache.v0"]["records"].as_array().is_some_and(|r| r.len() >= 2), "{config}");
+
+    // Another store uses the image itself as the cache; exporting inline again gives the
+    // same image.
+    let (second, second_id, o) =
+        build(&Rbuild::new(), ctx.path(), &["--cache-from", &image, "--cache-to", "type=inline"]);
+    assert!(second.ran.is_empty(), "steps ran: {:?}\n{o}", second.ran);
+    assert_eq!(first_id, second_id);
+    // Without type=inline the config has no cache records (and a base's are not inherited).
+    let (_, plain_id, _) = build(&Rbuild::new(), ctx.path(), &["--cache-from", &image]);
+    assert_ne!(plain_id, first_id);
 }
