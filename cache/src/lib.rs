@@ -9,8 +9,10 @@
 //! metadata database ([`Store::meta`]), layers ([`Store::new_layer`],
 //! [`Store::import_layer`]), mounts ([`Store::mount_readonly`], [`Store::mount_writable`]),
 //! cache mount directories ([`Store::cache_mount`]) and garbage collection ([`Store::usage`],
-//! [`Store::prune`]).
+//! [`Store::prune`]); the build-cache exchange format of `--cache-to`/`--cache-from` is
+//! [`cache_config`].
 
+pub mod cache_config;
 mod cache_mount;
 pub mod checksum;
 mod content;

@@ -127,7 +127,11 @@ const BUILD_EXAMPLES: &str = "Examples:
   rbuild build file:///srv/repos/app.git#main
   rbuild build --build-context deps=../vendor .    # COPY --from=deps, FROM deps
   rbuild build --build-context alpine=docker-image://127.0.0.1:5000/alpine:3.20 .
-  rbuild build --build-context src=https://example.com/lib.git#v2 .";
+  rbuild build --build-context src=https://example.com/lib.git#v2 .
+  rbuild build -t reg.example.com/app --push \\
+    --cache-to type=registry,ref=reg.example.com/app:buildcache,mode=max \\
+    --cache-from type=registry,ref=reg.example.com/app:buildcache .
+  rbuild build --cache-to type=local,dest=/ci/cache --cache-from type=local,src=/ci/cache .";
 
 /// `rbuild debug ...`.
 #[derive(Subcommand, Debug)]
@@ -285,4 +289,19 @@ pub struct BuildArgs {
     /// How RUN steps run.
     #[command(flatten)]
     pub run: crate::run_args::RunArgs,
+
+    /// Export the build cache after a successful build (may be repeated):
+    /// `type=registry,ref=NAME[,mode=min|max][,compression=gzip|zstd|uncompressed]
+    /// [,oci-mediatypes=true|false][,image-manifest=true|false][,ignore-error=true|false]`
+    /// or `type=local,dest=DIR[,...]` or `type=inline` (in the image config, mode=min).
+    /// `mode=max` includes intermediate stages' steps.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+
+    /// Use a build cache exported with --cache-to (may be repeated): `type=registry,ref=NAME`
+    /// (or just `NAME`, also an image built with --cache-to type=inline), or
+    /// `type=local,src=DIR`. Layers are fetched only for steps the build needs; a missing
+    /// cache is a warning.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
 }

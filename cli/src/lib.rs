@@ -7,6 +7,7 @@
 //! same program under another binary name; `src/main.rs` only calls it.
 
 mod args;
+mod cache_spec;
 mod commands;
 mod config;
 mod context_spec;

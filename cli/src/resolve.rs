@@ -230,6 +230,16 @@ pub(crate) fn build_request(args: &BuildArgs) -> Result<(BuildRequest, ContextDi
         expect_cached: args.expect_cached,
         outputs,
         run: crate::resolve_run::run_options(&args.run, &|name| std::env::var(name).ok())?,
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|s| crate::cache_spec::parse_cache_to(s).map_err(|e| usage(e.to_string())))
+            .collect::<Result<_>>()?,
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|s| crate::cache_spec::parse_cache_from(s).map_err(|e| usage(e.to_string())))
+            .collect::<Result<_>>()?,
         named_contexts,
     };
     Ok((request, temp))

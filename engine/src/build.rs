@@ -231,10 +231,18 @@ impl Engine {
             SolveOptions { max_parallel_exec: self.config.max_parallel_exec, ignore_cache: req.no_cache },
         );
         let graph = Arc::new(graph);
+        let imported = if req.no_cache || req.cache_from.is_empty() {
+            Default::default()
+        } else {
+            cancellable(&cancel, self.read_cache_imports(&req.cache_from, &progress)).await?
+        };
+        let mut all_keys = std::collections::BTreeMap::new();
         let mut chains: Vec<Vec<cache::LayerId>> = vec![Vec::new(); all.len()];
         let (mut ran, mut cached) = (0, 0);
         if !solve_targets.is_empty() {
             let keys = solver.keys(&graph, &solve_targets).await?;
+            let importing = self.import_cache_hits(&graph, &solve_targets, &keys, &imported, &progress);
+            cancellable(&cancel, importing).await??;
             let plan = solver.plan(&graph, &solve_targets, &keys)?;
             let target_id = explain::target_id(&req);
             let previous = explain::previous(&self.store, &target_id);
@@ -248,7 +256,7 @@ impl Engine {
                     progress.send(Event::Note { message: format!("cache miss: {miss}") });
                 }
             }
-            let solution = solver.execute(graph, &solve_targets, keys, plan, cancel).await?;
+            let solution = solver.execute(graph.clone(), &solve_targets, keys, plan, cancel.clone()).await?;
             explain::save(&self.store, &target_id, &record)?;
             let mut outputs = solution.outputs.iter();
             for (chain, target) in chains.iter_mut().zip(&targets) {
@@ -264,12 +272,21 @@ impl Engine {
                 }
             }
             (ran, cached) = (solution.ran.len(), solution.cached.len());
+            all_keys = solution.keys;
         }
         // The checksum cache only speeds things up: failing to save it is not a build failure.
         let _ = checksums.save(&checksum_path);
         let images: Vec<(&Lowered, &[cache::LayerId])> =
             all.iter().zip(chains.iter()).map(|(l, c)| (l, c.as_slice())).collect();
-        let mut outcome = self.export(&req, &images, &progress).await?;
+        let inline = if req.cache_to.iter().any(|c| c.location == crate::CacheLocation::Inline) {
+            Some(self.cache_candidates(&graph, &all_keys)?)
+        } else {
+            None
+        };
+        let mut outcome = self.export(&req, &images, inline.as_deref(), &progress).await?;
+        if !req.cache_to.is_empty() {
+            cancellable(&cancel, self.export_caches(&req, &graph, &all_keys, &chains, &progress)).await??;
+        }
         outcome.warnings = warnings;
         outcome.steps_ran = ran;
         outcome.steps_cached = cached;
@@ -319,6 +336,15 @@ fn named_contexts(req: &BuildRequest) -> BTreeMap<String, lower::NamedContext> {
             (lower::named_context_key(name), lowered)
         })
         .collect()
+}
+
+/// Runs `work` until it finishes or `cancel` fires (then the work is dropped: see the
+/// cancellation notes of the cache import and export).
+async fn cancellable<T>(cancel: &CancellationToken, work: impl Future<Output = T>) -> Result<T, EngineError> {
+    tokio::select! {
+        out = work => Ok(out),
+        _ = cancel.cancelled() => Err(solver::SolveError::Cancelled.into()),
+    }
 }
 
 /// One graph for all platforms (what they share runs once) and each platform's target in it.

@@ -35,6 +35,9 @@ pub enum EngineError {
     /// `--expect-cached` and a step would run.
     #[error("expected every step to be served from the cache, but {} would run: {}", .0.step, .0.reason)]
     NotCached(Box<solver::explain::Explanation>),
+    /// Exporting the build cache (`--cache-to`) failed.
+    #[error(transparent)]
+    Cache(Box<crate::CacheIoError>),
     /// The request itself is invalid (names what).
     #[error("{0}")]
     Invalid(String),

@@ -45,7 +45,7 @@ fn fill_times(config: &mut ImageConfig, layer_times: &[i64], epoch: Option<i64>)
 /// With `SOURCE_DATE_EPOCH` (`opts.source_date_epoch`), layers this build made get their file
 /// times clamped (BuildKit's rewrite-timestamp); those blobs are kept apart, per epoch, from
 /// the layer's ordinary blob. Base image layers are never rewritten.
-fn layer_blob(
+pub(crate) fn layer_blob(
     store: &Store,
     id: &LayerId,
     opts: &LayerOptions,
@@ -190,12 +190,13 @@ impl Engine {
         &self,
         req: &BuildRequest,
         images: &[PlatformResult<'_>],
+        inline: Option<&[crate::cache_io::Chosen]>,
         progress: &ProgressSink,
     ) -> Result<BuildOutcome, EngineError> {
         let step = "export".to_string();
         progress.started(&step, "exporting to image");
         let start = Instant::now();
-        let result = self.export_inner(req, images, progress, &step).await;
+        let result = self.export_inner(req, images, inline, progress, &step).await;
         match &result {
             Ok(_) => progress.done(&step, start, Default::default()),
             Err(e) => progress.failed(&step, e.to_string()),
@@ -203,12 +204,14 @@ impl Engine {
         result
     }
 
-    /// Layer blobs, config and manifest of one platform's image.
+    /// Layer blobs, config and manifest of one platform's image; with `inline`, the config
+    /// carries the records of its steps (`--cache-to type=inline`).
     async fn write_platform_image(
         &self,
         req: &BuildRequest,
         lowered: &Lowered,
         chain: &[LayerId],
+        inline: Option<&[crate::cache_io::Chosen]>,
         progress: &ProgressSink,
         step: &str,
     ) -> Result<(exporter::WrittenImage, ImageConfig), EngineError> {
@@ -230,6 +233,13 @@ impl Engine {
         let base_layers = base_layer_count(&self.store, lowered);
         // Squashing only changes something when the build added more than one layer.
         let squashed = squash && ids.len() > base_layers + 1;
+        if squashed && inline.is_some() {
+            return Err(EngineError::Invalid(
+                "--cache-to type=inline cannot describe a squashed image (its layer is none of the steps' \
+                 layers): use --cache-to type=registry or type=local"
+                    .into(),
+            ));
+        }
         let blobs = tokio::task::spawn_blocking(move || -> Result<Vec<(LayerBlob, i64)>, EngineError> {
             let mut out = Vec::with_capacity(ids.len());
             for (i, id) in ids.iter().enumerate() {
@@ -264,6 +274,9 @@ impl Engine {
         };
         let times: Vec<i64> = blobs.iter().map(|(_, t)| *t).collect();
         fill_times(&mut config, &times, epoch);
+        // A base image's inline cache describes the base, not this image.
+        config.inline_cache =
+            inline.map(|candidates| crate::cache_io::inline_cache(candidates, chain, &blobs));
         let layers: Vec<Descriptor> = blobs.into_iter().map(|(b, _)| b.descriptor).collect();
         // A squashed layer is no layer directory of the store; the base's still are.
         let remembered = if squashed { base_layers } else { chain.len() };
@@ -276,13 +289,14 @@ impl Engine {
         &self,
         req: &BuildRequest,
         images: &[PlatformResult<'_>],
+        inline: Option<&[crate::cache_io::Chosen]>,
         progress: &ProgressSink,
         step: &str,
     ) -> Result<BuildOutcome, EngineError> {
         let multi = images.len() > 1;
         let mut written = Vec::with_capacity(images.len());
         for (lowered, chain) in images {
-            written.push(self.write_platform_image(req, lowered, chain, progress, step).await?);
+            written.push(self.write_platform_image(req, lowered, chain, inline, progress, step).await?);
         }
         let platforms: Vec<registry::Platform> = written.iter().map(|(_, c)| c.platform()).collect();
         let (manifest, image_id) = if multi {

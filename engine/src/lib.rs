@@ -10,6 +10,7 @@
 
 mod build;
 pub mod build_log;
+mod cache_io;
 mod check;
 pub mod context;
 mod error;
@@ -25,6 +26,7 @@ mod run_options;
 mod save;
 mod ssh_agent;
 
+pub use cache_io::{CacheExport, CacheImport, CacheIoError, CacheLocation, CacheMode};
 pub use check::CheckReport;
 pub use context::{ContextError, GitContext, NamedContext};
 pub use error::{DockerfileFailure, EngineError};

@@ -45,6 +45,10 @@ pub struct BuildRequest {
     pub run: crate::RunOptions,
     /// `--build-context NAME=VALUE`, by name as given (names match case-insensitively).
     pub named_contexts: BTreeMap<String, crate::NamedContext>,
+    /// `--cache-to`: build caches to write after a successful build.
+    pub cache_to: Vec<crate::CacheExport>,
+    /// `--cache-from`: build caches whose records the build may use.
+    pub cache_from: Vec<crate::CacheImport>,
 }
 
 /// What a successful build produced.

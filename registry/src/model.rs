@@ -104,6 +104,10 @@ pub struct ImageConfig {
     /// One entry per instruction that built the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
+    /// rbuild's inline build cache (`--cache-to type=inline`): a cache config whose layers
+    /// are this image's layers. Images built on this one do not inherit it.
+    #[serde(rename = "rbuild.cache.v0", default, skip_serializing_if = "Option::is_none")]
+    pub inline_cache: Option<serde_json::Value>,
 }
 
 impl ImageConfig {

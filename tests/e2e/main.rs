@@ -12,6 +12,7 @@ mod build_checks;
 mod build_contexts;
 mod build_logs;
 mod cache;
+mod cache_io;
 mod cache_matrix;
 mod cli;
 mod concurrency;

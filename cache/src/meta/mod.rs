@@ -249,6 +249,24 @@ impl Meta {
         })
     }
 
+    /// Sets when a layer was made (an imported build-cache layer keeps the time it was
+    /// built, so image history times, and the image digest, match the build that made it).
+    pub fn set_layer_created(&self, id: &LayerId, created_unix: i64) -> Result<(), StoreError> {
+        self.write(true, |txn| {
+            let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+            let mut rec: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
+                Some(v) => decode("layers", id.as_str(), v.value())?,
+                None => return Err(StoreError::LayerNotFound(id.clone())),
+            };
+            if rec.created_unix == created_unix {
+                return Ok(());
+            }
+            rec.created_unix = created_unix;
+            t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
+            Ok(())
+        })
+    }
+
     /// Records a newly committed layer (and, for an imported layer, its import key). The
     /// layer is noted as not yet flushed to disk in boot `boot_id`, see [`Meta::unsynced`].
     pub(crate) fn insert_layer_with_import(
