@@ -82,14 +82,17 @@ impl Engine {
     /// mount request by starting the ordinary upload.
     fn mount_source(&self, name: &Reference, layers: &BTreeSet<Digest>) -> Option<Reference> {
         let mut best: Option<(usize, Reference)> = None;
-        for (other, record) in self.store.meta().list_images().ok()? {
-            let Ok(r) = other.parse::<Reference>() else { continue };
+        let named = self.store.meta().list_images().ok()?.into_iter().filter_map(|(other, record)| {
+            Some((other.parse::<Reference>().ok()?, Some(record.manifest.media_type), record.manifest.digest))
+        });
+        // Base images pulled for builds are not named in the store, but came from somewhere.
+        let bases = self.resolved_bases().into_iter().map(|(r, digest)| (r, None, digest));
+        for (r, media_type, digest) in named.chain(bases) {
             if r.registry != name.registry || r.repository == name.repository {
                 continue;
             }
-            let Ok(bytes) = self.store.content().read(&record.manifest.digest) else { continue };
-            let Ok(AnyManifest::Image(m)) = AnyManifest::parse(Some(&record.manifest.media_type), &bytes)
-            else {
+            let Ok(bytes) = self.store.content().read(&digest) else { continue };
+            let Ok(AnyManifest::Image(m)) = AnyManifest::parse(media_type.as_ref(), &bytes) else {
                 continue;
             };
             let shared = m.layers.iter().filter(|l| layers.contains(&l.digest)).count();

@@ -68,6 +68,19 @@ impl crate::Engine {
 }
 
 impl crate::Engine {
+    /// Every base image resolved on this store, by name, with the manifest it is pinned to
+    /// (where a pushed image's base layers may already be, to be mounted).
+    pub(crate) fn resolved_bases(&self) -> Vec<(registry::Reference, Digest)> {
+        let Ok(pins) = self.store.meta().list_kv(PIN_NAMESPACE) else { return Vec::new() };
+        pins.into_iter()
+            .filter_map(|(key, raw)| {
+                let reference = key.split_once('|')?.0.parse().ok()?;
+                let pin = serde_json::from_slice::<Pin>(&raw).ok()?;
+                Some((reference, pin.manifest))
+            })
+            .collect()
+    }
+
     /// Pins `req` to `manifest` (whose config is `config`), so builds use it without asking
     /// the registry (also used by `rbuild pull`).
     pub(crate) fn remember_resolved(

@@ -194,6 +194,16 @@ fn push_mounts_base_layers_from_the_base_repository() {
     );
     let uploads = lab.registry.requests("PUT", "/v2/e2e/outputs-mount/blobs/uploads/");
     assert!(!uploads.iter().any(|r| r.contains(&hex)), "the base layer was uploaded again");
+
+    // `rbuild push` of a built image knows where its base came from, too.
+    let rb = Rbuild::new();
+    rb.build(ctx.path()).args(["-t", "e2e/outputs-mount-later:v1"]).expect_ok();
+    let later = lab.registry.image("e2e/outputs-mount-later:v1");
+    rb.cmd(["tag", "e2e/outputs-mount-later:v1", &later]).expect_ok();
+    let o = rb.cmd(["push", &later]).expect_ok();
+    assert!(o.stdout.contains("Mounted from") || o.stderr.contains("Mounted from"), "{o}");
+    let uploads = lab.registry.requests("PUT", "/v2/e2e/outputs-mount-later/blobs/uploads/");
+    assert!(!uploads.iter().any(|r| r.contains(&hex)), "the base layer was uploaded again by rbuild push");
 }
 
 #[test]
