@@ -16,10 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size, so that a
-/// broken connection costs at most one chunk.
-const CHUNK_SIZE: u64 = 16 << 20;
-
 /// How often upload progress is reported.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -153,7 +149,7 @@ impl Upload<'_> {
         // The answer holds a concurrency permit: release it before the next request, or
         // parallel uploads would each wait for a permit the others hold.
         drop(sent);
-        if self.desc.size <= CHUNK_SIZE {
+        if self.desc.size <= self.chunk_size() {
             self.put_whole(location).await?;
         } else {
             self.patch_chunks(location).await?;
@@ -177,6 +173,12 @@ impl Upload<'_> {
             );
         }
         sent.unexpected(self.target, method).await
+    }
+
+    /// The configured chunk size (at least 1 MiB, so a misconfiguration cannot make
+    /// millions of requests).
+    fn chunk_size(&self) -> u64 {
+        self.client.transport.config.upload_chunk_size.max(1 << 20)
     }
 
     fn call(&self, method: Method, url: Url) -> Call {
@@ -251,7 +253,7 @@ impl Upload<'_> {
         let mut offset = 0u64;
         let mut resumes = 0u32;
         while offset < size {
-            let len = CHUNK_SIZE.min(size - offset);
+            let len = self.chunk_size().min(size - offset);
             let mut call = self.file_call(Method::PATCH, location.clone(), offset, len, &sent_bytes);
             let range = format!("{}-{}", offset, offset + len - 1);
             call.headers

@@ -186,6 +186,8 @@ impl DockerConfig {
     pub fn client(&self) -> Client {
         Client::new(ClientConfig {
             docker_config_dir: Some(self.dir.path().to_path_buf()),
+            // Small chunks, so that tens-of-MiB test blobs exercise chunked uploads.
+            upload_chunk_size: 16 << 20,
             ..Default::default()
         })
         .expect("client")
