@@ -34,9 +34,11 @@ build() {  # build BUILDER CTX-NAME
     buildah) "${BA[@]}" build --no-cache --isolation chroot --layers -q -t "localhost/overhead/$2" "$ctx" ;;
   esac >/dev/null
 }
-seconds() {  # seconds CMD... -> wall time of CMD in seconds
+seconds() {  # seconds CMD... -> wall time of CMD in seconds, or FAIL
   local t0 t1
-  t0=$(date +%s.%N); "$@"; t1=$(date +%s.%N)
+  t0=$(date +%s.%N)
+  if ! "$@"; then echo FAIL; return; fi
+  t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }
 
@@ -47,6 +49,10 @@ for i in $(seq "$RUNS"); do
   for b in $BUILDERS; do
     one=$(seconds build "$b" run1)
     many=$(seconds build "$b" run101)
+    if [ "$one" = FAIL ] || [ "$many" = FAIL ]; then
+      echo "$b run $i failed; not counted" >&2
+      continue
+    fi
     per=$(echo "($many - $one) * 1000 / 100" | bc -l)
     printf '%s\t%d\t%.3f\t%.3f\t%.1f\n' "$b" "$i" "$one" "$many" "$per" | tee -a "$TSV"
   done

@@ -6,29 +6,10 @@ use crate::harness::{self, Image, Rbuild, require_lab};
 use crate::http_server::Server;
 use std::path::Path;
 
-/// Returns from the test, with a printed reason, when the `git` program is missing.
-macro_rules! require_git {
-    () => {
-        if std::process::Command::new("git").arg("--version").output().is_err() {
-            eprintln!("skipped: git is not installed (scripts/setup.sh installs it)");
-            return;
-        }
-    };
-}
+use crate::harness::require_git;
 
 fn sh(dir: &Path, script: &str) -> String {
-    let out = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_DATE", "@1600000000")
-        .env("GIT_COMMITTER_DATE", "@1600000000")
-        .output()
-        .expect("sh");
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    harness::git_sh(dir, script)
 }
 
 /// A bare `repo.git` under `root/srv` with `main` (a.txt, sub/b.txt) and an annotated tag

@@ -7,27 +7,10 @@
 use crate::harness::{self, Outcome, Rbuild, require_lab};
 use std::path::Path;
 
-/// Returns from the test, with a printed reason, when the `git` program is missing.
-macro_rules! require_git {
-    () => {
-        if std::process::Command::new("git").arg("--version").output().is_err() {
-            eprintln!("skipped: git is not installed (scripts/setup.sh installs it)");
-            return;
-        }
-    };
-}
+use crate::harness::require_git;
 
 fn sh(dir: &Path, script: &str) -> String {
-    let out = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("sh");
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    harness::git_sh(dir, script)
 }
 
 /// `root/repo`: branch `main` with two commits; the first is tagged `v1` (annotated). Each

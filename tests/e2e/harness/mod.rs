@@ -32,6 +32,34 @@ macro_rules! require_lab {
 }
 pub(crate) use require_lab;
 
+/// Returns from the test, with a printed reason, when the `git` program is missing.
+macro_rules! require_git {
+    () => {
+        if std::process::Command::new("git").arg("--version").output().is_err() {
+            eprintln!("skipped: git is not installed (scripts/setup.sh installs it)");
+            return;
+        }
+    };
+}
+pub(crate) use require_git;
+
+/// Runs `script` with `/bin/sh` in `dir` (git isolated from the host's configuration, fixed
+/// commit dates) and returns its trimmed stdout; panics with its stderr when it fails.
+pub fn git_sh(dir: &Path, script: &str) -> String {
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_DATE", "@1600000000")
+        .env("GIT_COMMITTER_DATE", "@1600000000")
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Why this host cannot run the end-to-end tests, if it cannot.
 pub fn missing_lab() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
