@@ -171,25 +171,12 @@ impl Lowering<'_> {
 mod tests {
     use crate::lower::{BaseImage, ImageRequest, LowerError, LowerOptions, lower};
     use registry::{ContainerConfig, ImageConfig, Platform, Reference};
-    use std::collections::BTreeMap;
 
     fn opts(text: &str) -> LowerOptions {
         LowerOptions {
-            source: text.to_string(),
-            build_args: BTreeMap::new(),
-            target: None,
-            target_platform: None,
             build_platform: "linux/amd64".parse().unwrap(),
-            labels: BTreeMap::new(),
-            context_name: "context".into(),
-            dockerignore: Vec::new(),
-            platform_prefix: false,
-            no_cache: false,
-            no_cache_filter: Vec::new(),
-            images: BTreeMap::new(),
             allow_http_sources: true,
-            default_network: solver::ir::Network::Host,
-            named_contexts: BTreeMap::new(),
+            ..LowerOptions::for_test(text)
         }
     }
 

@@ -121,6 +121,31 @@ pub struct LowerOptions {
     pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
+#[cfg(test)]
+impl LowerOptions {
+    /// Options for lowering `source` in unit tests: the host platform, no build args, labels,
+    /// images or named contexts, host networking, no HTTP sources.
+    pub(crate) fn for_test(source: &str) -> LowerOptions {
+        LowerOptions {
+            source: source.into(),
+            build_args: BTreeMap::new(),
+            target: None,
+            target_platform: None,
+            build_platform: Platform::host(),
+            labels: BTreeMap::new(),
+            context_name: "context".into(),
+            dockerignore: Vec::new(),
+            platform_prefix: false,
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            images: BTreeMap::new(),
+            allow_http_sources: false,
+            default_network: solver::ir::Network::Host,
+            named_contexts: BTreeMap::new(),
+        }
+    }
+}
+
 /// The result of lowering.
 #[derive(Clone, Debug)]
 pub struct Lowered {

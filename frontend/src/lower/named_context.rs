@@ -89,27 +89,13 @@ impl Lowering<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::{LowerOptions, NamedContext, lower, named_context_key};
-    use registry::{Platform, Reference};
+    use registry::Reference;
     use solver::ir::{Op, Source};
-    use std::collections::BTreeMap;
 
     fn options(source: &str, contexts: &[(&str, NamedContext)]) -> LowerOptions {
         LowerOptions {
-            source: source.into(),
-            build_args: BTreeMap::new(),
-            target: None,
-            target_platform: None,
-            build_platform: Platform::host(),
-            labels: BTreeMap::new(),
-            context_name: "context".into(),
-            dockerignore: Vec::new(),
-            platform_prefix: false,
-            no_cache: false,
-            no_cache_filter: Vec::new(),
-            images: BTreeMap::new(),
-            allow_http_sources: false,
-            default_network: solver::ir::Network::Host,
             named_contexts: contexts.iter().map(|(k, v)| (named_context_key(k), v.clone())).collect(),
+            ..LowerOptions::for_test(source)
         }
     }
 

@@ -243,26 +243,9 @@ mod tests {
     use super::*;
     use crate::lower::{LowerOptions, lower};
     use registry::Platform;
-    use std::collections::BTreeMap;
 
     fn options(source: &str) -> LowerOptions {
-        LowerOptions {
-            source: source.into(),
-            build_args: BTreeMap::new(),
-            target: None,
-            target_platform: None,
-            build_platform: Platform::host(),
-            labels: BTreeMap::new(),
-            context_name: "context".into(),
-            dockerignore: Vec::new(),
-            platform_prefix: false,
-            no_cache: false,
-            no_cache_filter: Vec::new(),
-            images: BTreeMap::new(),
-            allow_http_sources: false,
-            default_network: ir::Network::Host,
-            named_contexts: BTreeMap::new(),
-        }
+        LowerOptions::for_test(source)
     }
 
     /// The last RUN's exec op and the ops of its inputs (kinds), or the error message.
