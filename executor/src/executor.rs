@@ -227,7 +227,8 @@ impl Executor {
                 let stderr = child.stderr.take().map(OwnedFd::from);
                 let pid = child.id();
                 guard.child = Some(child);
-                if let Some(cg) = &guard.cgroup {
+                // On v1 the init joins the cgroup itself (see `init::join_v1_cgroup`).
+                if let Some(cg @ Cgroup::V2(_)) = guard.cgroup.as_deref() {
                     // Before the request is sent: the init blocks reading it, so it cannot
                     // have forked or unshared its cgroup namespace yet.
                     cg.add_process(pid)?;

@@ -29,7 +29,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 
-use crate::protocol::{FailStage, InitMessage, InitRequest, send_quietly};
+use crate::protocol::{CgroupFs, FailStage, InitMessage, InitRequest, send_quietly};
 use crate::spec::Network;
 
 /// First argument that makes a program act as the sandbox init.
@@ -139,6 +139,20 @@ fn read_request(channel: &mut std::fs::File) -> Result<InitRequest, Failure> {
     serde_json::from_slice(&buf).stage("decoding the sandbox request")
 }
 
+/// Moves this (single-threaded) process into the run's cgroup v1 directories by writing 0
+/// to their `tasks` files. Done here rather than by the parent writing our pid to
+/// `cgroup.procs`: a whole-process move takes the kernel's global threadgroup lock, which
+/// waits for an RCU grace period (measured here: 14.6 ms per move against 0.4 ms for a
+/// thread moving itself), and that wait was the largest part of a trivial RUN.
+fn join_v1_cgroup(cgroup_fs: &CgroupFs) -> Result<(), Failure> {
+    let CgroupFs::V1(dirs) = cgroup_fs else { return Ok(()) };
+    for (_, dir) in dirs {
+        let tasks = dir.join("tasks");
+        std::fs::write(&tasks, "0").stage(format!("joining the cgroup {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// The outer init: new namespaces, then fork pid 1 and wait for it (killing it if rbuild,
 /// watched through `parent`, exits first).
 fn outer(req: InitRequest, status: OwnedFd, parent: Option<OwnedFd>) -> Result<i32, (Failure, OwnedFd)> {
@@ -150,8 +164,11 @@ fn outer(req: InitRequest, status: OwnedFd, parent: Option<OwnedFd>) -> Result<i
     if req.spec.network == Network::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    // The parent moved us into the run's cgroup before sending the request, so the new
-    // cgroup namespace is rooted there.
+    if let Err(e) = join_v1_cgroup(&req.cgroup_fs) {
+        return Err((e, status));
+    }
+    // In the run's cgroup by now (moved there by the parent on cgroup v2, by
+    // `join_v1_cgroup` on v1), so the new cgroup namespace is rooted there.
     if let Err(e) = nix::sched::unshare(flags).stage("creating namespaces") {
         return Err((e, status));
     }
