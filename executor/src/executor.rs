@@ -214,7 +214,7 @@ impl Executor {
                     hostname_file: etc.hostname,
                     cgroup_fs: match guard.cgroup.as_deref() {
                         None => CgroupFs::None,
-                        Some(Cgroup::V2(_)) => CgroupFs::V2,
+                        Some(Cgroup::V2(cg)) => CgroupFs::V2(cg.dir().to_path_buf()),
                         Some(Cgroup::V1(cg)) => CgroupFs::V1(cg.named_dirs()),
                     },
                     overlay: self.overlay,
@@ -225,14 +225,8 @@ impl Executor {
                 let mut child = self.spawn_init(child_end)?;
                 let stdout = child.stdout.take().map(OwnedFd::from);
                 let stderr = child.stderr.take().map(OwnedFd::from);
-                let pid = child.id();
+                // The init moves itself into the run's cgroup (see `init::outer`).
                 guard.child = Some(child);
-                // On v1 the init joins the cgroup itself (see `init::join_v1_cgroup`).
-                if let Some(cg @ Cgroup::V2(_)) = guard.cgroup.as_deref() {
-                    // Before the request is sent: the init blocks reading it, so it cannot
-                    // have forked or unshared its cgroup namespace yet.
-                    cg.add_process(pid)?;
-                }
                 (stdout, stderr, Some(send_request(channel, &request).await?))
             }
             Runtime::Oci { binary } => {

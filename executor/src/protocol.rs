@@ -79,8 +79,9 @@ impl OverlayFeatures {
 pub(crate) enum CgroupFs {
     /// No cgroup: `/sys/fs/cgroup` stays as sysfs has it (empty).
     None,
-    /// A fresh cgroup2 mount, rooted at the run's cgroup by the cgroup namespace.
-    V2,
+    /// A fresh cgroup2 mount, rooted at the run's cgroup (this directory on the host) by
+    /// the cgroup namespace.
+    V2(PathBuf),
     /// A tmpfs with one bind mount per v1 hierarchy: (directory name such as "memory" or
     /// "cpu,cpuacct", the run's cgroup directory on the host).
     V1(Vec<(String, PathBuf)>),

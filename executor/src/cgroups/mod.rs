@@ -99,8 +99,6 @@ pub(crate) struct CgroupStats {
 pub(crate) trait Manager {
     /// Creates the cgroup and applies the limits.
     fn create(&self, limits: &Limits) -> Result<(), CgroupError>;
-    /// Moves a process into the cgroup.
-    fn add_process(&self, pid: u32) -> Result<(), CgroupError>;
     /// Processes currently in the cgroup.
     fn procs(&self) -> Result<Vec<u32>, CgroupError>;
     /// Kills every process in the cgroup, including ones forked while killing.
@@ -191,12 +189,6 @@ impl Manager for Cgroup {
         match self {
             Cgroup::V1(c) => c.create(limits),
             Cgroup::V2(c) => c.create(limits),
-        }
-    }
-    fn add_process(&self, pid: u32) -> Result<(), CgroupError> {
-        match self {
-            Cgroup::V1(c) => c.add_process(pid),
-            Cgroup::V2(c) => c.add_process(pid),
         }
     }
     fn procs(&self) -> Result<Vec<u32>, CgroupError> {

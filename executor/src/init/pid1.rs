@@ -14,7 +14,7 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use super::apply::{Applier, mount_rootfs};
 use super::command::{self, ExecPlan};
 use super::{Failure, Stage, plan};
-use crate::protocol::{FailStage, InitMessage, InitRequest, send_quietly};
+use crate::protocol::{CgroupFs, FailStage, InitMessage, InitRequest, send_quietly};
 use crate::spec::{ExitStatus, Network, Rootfs};
 use crate::user;
 
@@ -34,6 +34,11 @@ fn prepare(req: &InitRequest, status: BorrowedFd<'_>) -> Result<ExecPlan, Failur
     // If the outer init is killed (cancellation), the kernel kills pid 1 and with it the
     // whole namespace.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("setting the parent-death signal")?;
+    if let CgroupFs::V2(_) = &req.cgroup_fs {
+        // Born in the run's cgroup (see `super::outer`): the namespace is rooted there.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .stage("creating the cgroup namespace")?;
+    }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // Nothing mounted from here on may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)

@@ -162,7 +162,7 @@ pub(crate) fn plan(req: &InitRequest) -> Vec<Step> {
     steps.push(fs("/sys", "sysfs", sys_flags, ""));
     match &req.cgroup_fs {
         CgroupFs::None => {}
-        CgroupFs::V2 => steps.push(fs("/sys/fs/cgroup", "cgroup2", sys_flags, "")),
+        CgroupFs::V2(_) => steps.push(fs("/sys/fs/cgroup", "cgroup2", sys_flags, "")),
         CgroupFs::V1(dirs) => {
             // Like runc: a tmpfs holding one read-only bind per hierarchy, made read-only
             // itself once the binds are in (by the read-only step below).
@@ -333,7 +333,7 @@ readonly /proc/sysrq-trigger";
                 },
             },
         ];
-        let steps = plan(&request(s, CgroupFs::V2));
+        let steps = plan(&request(s, CgroupFs::V2("/sys/fs/cgroup/rbuild/run".into())));
         let got: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
         let at = got.iter().position(|l| l.starts_with("bind /cache")).unwrap();
         assert_eq!(

@@ -138,13 +138,6 @@ impl Manager for Cgroup {
         Ok(())
     }
 
-    fn add_process(&self, pid: u32) -> Result<(), CgroupError> {
-        for dir in self.unique_dirs() {
-            fs::write(&dir.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
-    }
-
     fn procs(&self) -> Result<Vec<u32>, CgroupError> {
         let mut all = Vec::new();
         for dir in self.unique_dirs() {
@@ -259,9 +252,6 @@ mod tests {
         assert_eq!(read(Controller::Cpu, "cpu.cfs_period_us"), "100000");
         assert_eq!(read(Controller::Cpu, "cpu.cfs_quota_us"), "50000");
         assert_eq!(read(Controller::Pids, "pids.max"), "32");
-
-        cg.add_process(42).unwrap();
-        assert_eq!(read(Controller::Pids, "cgroup.procs"), "42");
 
         // Remove only works on empty directories; clear the fake files first.
         for (_, dir) in &cg.dirs {

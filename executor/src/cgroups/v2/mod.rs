@@ -71,6 +71,11 @@ pub(crate) struct Cgroup {
 }
 
 impl Cgroup {
+    /// The run's cgroup directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Directories whose `cgroup.subtree_control` must list a controller for the run's
     /// cgroup to get it: `base`, then each directory down to `parent`.
     fn delegation_chain(&self) -> Vec<PathBuf> {
@@ -139,10 +144,6 @@ impl Manager for Cgroup {
         }
         pids::apply(&self.dir, limits)?;
         Ok(())
-    }
-
-    fn add_process(&self, pid: u32) -> Result<(), CgroupError> {
-        fs::write(&self.dir.join("cgroup.procs"), &pid.to_string())
     }
 
     fn procs(&self) -> Result<Vec<u32>, CgroupError> {
