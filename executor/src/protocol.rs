@@ -47,6 +47,12 @@ pub(crate) struct OverlayFeatures {
     pub redirect_dir: bool,
     /// `metacopy=off`.
     pub metacopy: bool,
+    /// `volatile` (Linux 5.10): the overlay does not flush the upper file system when it
+    /// is unmounted or synced. Layers are flushed once, at the end of the build (see the
+    /// cache's `Store::sync_layers`); without it every RUN's unmount flushed the whole
+    /// file system holding the store.
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 impl OverlayFeatures {
@@ -59,6 +65,7 @@ impl OverlayFeatures {
             index: known("index"),
             redirect_dir: known("redirect_dir"),
             metacopy: known("metacopy"),
+            volatile: kernel_at_least(&rustix::system::uname().release().to_string_lossy(), (5, 10)),
         }
     }
 
@@ -69,6 +76,22 @@ impl OverlayFeatures {
             .filter(|(_, known)| *known)
             .map(|(key, _)| (key, "off"))
             .collect()
+    }
+
+    /// The flag options (no value) to add to an overlay mount with an upper directory.
+    pub(crate) fn flags(&self) -> Vec<&'static str> {
+        if self.volatile { vec!["volatile"] } else { Vec::new() }
+    }
+}
+
+/// Whether a kernel release string ("6.1.0-18-amd64") is at least `(major, minor)`.
+fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
     }
 }
 
@@ -174,5 +197,25 @@ mod tests {
         let msg = InitMessage::failed(FailStage::Exec, "é".repeat(4000));
         let InitMessage::Failed { message, .. } = msg else { unreachable!() };
         assert!(message.len() <= MAX_MESSAGE);
+    }
+}
+
+#[cfg(test)]
+mod kernel_version_tests {
+    use super::kernel_at_least;
+
+    #[test]
+    fn release_strings() {
+        for (release, want) in [
+            ("6.18.44-fc-v595", true),
+            ("5.10.0-28-amd64", true),
+            ("5.9.16", false),
+            ("4.19.0-26-amd64", false),
+            ("10.0", true),
+            ("garbage", false),
+            ("", false),
+        ] {
+            assert_eq!(kernel_at_least(release, (5, 10)), want, "{release}");
+        }
     }
 }

@@ -84,6 +84,9 @@ fn overlay_data(lower: &[PathBuf], upper_work: Option<(&Path, &Path)>, features:
         for (key, value) in features.options() {
             data.push_str(&format!(",{key}={value}"));
         }
+        for flag in features.flags() {
+            data.push_str(&format!(",{flag}"));
+        }
     }
     data
 }
@@ -100,6 +103,17 @@ pub(crate) fn mount_overlay(
     flags: MsFlags,
     features: OverlayFeatures,
 ) -> io::Result<()> {
+    if let (Some((_, work)), true) = (upper_work, features.volatile) {
+        // A `volatile` mount leaves this marker behind, and overlayfs refuses the work
+        // directory while it is there, as the upper directory may have lost writes in a
+        // crash. Within one boot nothing was lost (the page cache outlives any process), and
+        // layers left unsynced by an earlier boot are discarded by the store; so a work
+        // directory that is used again (a retried step, the executor's tests) is fine.
+        match std::fs::remove_dir_all(work.join("work/incompat/volatile")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
     let data = overlay_data(lower, upper_work, features);
     if data.len() <= MAX_MOUNT_DATA {
         mount(Some("overlay"), fd_path(&target).as_str(), Some("overlay"), flags, Some(data.as_str()))?;
@@ -114,6 +128,9 @@ pub(crate) fn mount_overlay(
         rmount::fsconfig_set_string(&fs, "workdir", work)?;
         for (key, value) in features.options() {
             rmount::fsconfig_set_string(&fs, key, value)?;
+        }
+        for flag in features.flags() {
+            rmount::fsconfig_set_flag(&fs, flag)?;
         }
     }
     rmount::fsconfig_create(&fs)?;
@@ -284,7 +301,7 @@ mod tests {
     #[test]
     fn overlay_options() {
         let lower = vec![PathBuf::from("/a"), PathBuf::from("/b")];
-        let all = OverlayFeatures { index: true, redirect_dir: true, metacopy: true };
+        let all = OverlayFeatures { index: true, redirect_dir: true, metacopy: true, volatile: true };
         let upper = Some((Path::new("/u"), Path::new("/w")));
         let cases = [
             (None, all, "lowerdir=/a:/b"),
@@ -294,7 +311,11 @@ mod tests {
                 OverlayFeatures { index: true, ..OverlayFeatures::default() },
                 "lowerdir=/a:/b,upperdir=/u,workdir=/w,index=off",
             ),
-            (upper, all, "lowerdir=/a:/b,upperdir=/u,workdir=/w,index=off,redirect_dir=off,metacopy=off"),
+            (
+                upper,
+                all,
+                "lowerdir=/a:/b,upperdir=/u,workdir=/w,index=off,redirect_dir=off,metacopy=off,volatile",
+            ),
         ];
         for (upper_work, features, want) in cases {
             assert_eq!(overlay_data(&lower, upper_work, features), want);
