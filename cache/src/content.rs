@@ -175,15 +175,21 @@ impl BlobWriter {
     /// On a mismatch the temporary file is removed and nothing is stored.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest, ContentError> {
         let file = self.file.take().expect("BlobWriter committed twice");
+        let written = self.hasher.len();
         let actual = std::mem::take(&mut self.hasher).finish();
         if let Some(expected) = expected
             && *expected != actual
         {
             return Err(ContentError::DigestMismatch { expected: expected.clone(), actual });
         }
+        let dest = self.dir.join(actual.hex());
+        if std::fs::metadata(&dest).is_ok_and(|m| m.len() == written) {
+            // Already stored (identical layers, such as the empty one of every `RUN` that
+            // changes nothing): the temporary file is dropped without a flush.
+            return Ok(actual);
+        }
         let tmp = file.path().to_path_buf();
         file.as_file().sync_all().map_err(io_err(&tmp))?;
-        let dest = self.dir.join(actual.hex());
         file.persist(&dest).map_err(|e| ContentError::Io { path: dest.clone(), source: e.error })?;
         Ok(actual)
     }
