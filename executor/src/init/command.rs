@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use caps::{Capability, CapsHashSet};
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{Gid, Uid};
-use seccompiler::BpfProgram;
 
 use super::Failure;
 use crate::caps::{keep_set, set_process_caps};
@@ -36,7 +35,7 @@ pub(super) struct ExecPlan {
     groups: Vec<u32>,
     keep: CapsHashSet,
     drop_bounding: Vec<Capability>,
-    seccomp: Vec<BpfProgram>,
+    seccomp: Vec<seccomp::Program>,
     no_new_privs: bool,
 }
 
