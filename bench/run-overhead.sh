@@ -14,7 +14,7 @@ REG="${REG:-127.0.0.1:5000}"
 RUNS="${RUNS:-5}"
 BUILDERS="${BUILDERS:-rbuild docker buildah}"
 DOCKER=/usr/bin/docker
-RBUILD_BIN="${RBUILD_BIN:-$(ls -t "$LAB"/bin/rbuild-* 2>/dev/null | head -1)}"
+RBUILD_BIN="${RBUILD_BIN:-$(ls -td "$LAB"/bin/rbuild-*/rbuild 2>/dev/null | head -1)}"
 [ -x "$RBUILD_BIN" ] || { echo "no rbuild binary: set RBUILD_BIN or run bench/run.sh first" >&2; exit 2; }
 BASE="$REG/lab/busybox:latest"
 

@@ -69,14 +69,15 @@ if [ -z "${RBUILD_BIN:-}" ]; then
   # neither break the build nor end up in the numbers.  It is built from a `git archive`
   # copy with its own target directory (the first build compiles all dependencies once).
   rev=$(git -C "$REPO" rev-parse --short HEAD)
-  RBUILD_BIN="$LAB/bin/rbuild-$rev"
+  # rbuild and its standalone sandbox init, side by side as installed.
+  RBUILD_BIN="$LAB/bin/rbuild-$rev/rbuild"
   if [ ! -x "$RBUILD_BIN" ]; then
     log "building rbuild $rev (release) from git HEAD"
-    src="$LAB/src/rbuild-$rev"; rm -rf "$src"; mkdir -p "$src" "$LAB/bin"
+    src="$LAB/src/rbuild-$rev"; rm -rf "$src"; mkdir -p "$src" "$LAB/bin/rbuild-$rev"
     git -C "$REPO" archive HEAD | tar -x -C "$src"
     (cd "$src" && CARGO_TARGET_DIR="$LAB/target-bench" cargo build --release -p rbuild) >>"$RES/setup.log" 2>&1 \
       || { log "cargo build failed (see $RES/setup.log)"; exit 1; }
-    cp "$LAB/target-bench/release/rbuild" "$RBUILD_BIN"
+    cp "$LAB/target-bench/release/rbuild" "$LAB/target-bench/release/rbuild-sandbox-init" "$LAB/bin/rbuild-$rev/"
     rm -rf "$src"
   fi
   echo "$rev" > "$RES/rbuild-rev"

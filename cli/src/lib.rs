@@ -34,9 +34,7 @@ const EXIT_USAGE: u8 = 2;
 /// The `rbuild` program.
 pub fn main() -> ExitCode {
     // The sandbox re-executes this binary; that path must run before any thread exists.
-    if std::env::args_os().nth(1).is_some_and(|a| a == executor::INIT_ARG) {
-        executor::sandbox_init_main();
-    }
+    executor::maybe_sandbox_init();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -185,8 +183,13 @@ pub(crate) fn settings() -> &'static config::Config {
     CONFIG.get_or_init(config::Config::default)
 }
 
+/// File name of the standalone sandbox init (`src/bin/rbuild-sandbox-init.rs`).
+const STANDALONE_INIT: &str = "rbuild-sandbox-init";
+
 pub(crate) fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
     let init_program = std::env::current_exe()?;
+    // Installed next to rbuild (`cargo install` and the release archive put it there).
+    let standalone_init = init_program.parent().map(|dir| dir.join(STANDALONE_INIT)).filter(|p| p.is_file());
     let settings = settings();
     let registry = registry::ClientConfig {
         insecure_registries: settings.registry.insecure.clone(),
@@ -196,6 +199,7 @@ pub(crate) fn open_engine(root: std::path::PathBuf) -> Result<Engine> {
     let config = EngineConfig {
         root,
         init_program,
+        standalone_init,
         registry,
         max_parallel_exec: settings
             .parallelism

@@ -54,6 +54,9 @@ pub struct EngineConfig {
     pub root: PathBuf,
     /// The program the sandbox re-executes (rbuild itself).
     pub init_program: PathBuf,
+    /// The standalone sandbox init, preferred when it matches (see
+    /// [`executor::ExecutorConfig::standalone_init`]).
+    pub standalone_init: Option<PathBuf>,
     /// Registry client settings.
     pub registry: registry::ClientConfig,
     /// Upper bound on concurrently running RUN steps.
@@ -80,6 +83,7 @@ impl Engine {
         let store = Store::open_with_wait_notice(&config.root, on_wait)?;
         let executor = Executor::new(ExecutorConfig {
             init_program: config.init_program.clone(),
+            standalone_init: config.standalone_init.clone(),
             state_dir: config.root.join("executor"),
             cgroup_parent: "rbuild".to_string(),
         })?

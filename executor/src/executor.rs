@@ -28,9 +28,14 @@ use crate::validate::validate;
 /// How an [`Executor`] runs sandboxes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutorConfig {
-    /// A program whose `main` calls [`crate::sandbox_init_main`] when its first argument is
-    /// [`INIT_ARG`] (rbuild re-executes itself).
+    /// A program whose `main` calls [`crate::maybe_sandbox_init`] first thing (rbuild
+    /// re-executes itself).
     pub init_program: PathBuf,
+    /// A small program that only serves as the init (rbuild's `rbuild-sandbox-init`),
+    /// preferred to `init_program` because it starts in a fraction of the time. It is used
+    /// only when it reports this executor's [`crate::SANDBOX_PROTOCOL`], asked once before
+    /// the first run; otherwise (an older or newer copy) runs use `init_program`.
+    pub standalone_init: Option<PathBuf>,
     /// Scratch space for this executor: per-run mount points and generated `/etc` files.
     pub state_dir: PathBuf,
     /// Cgroup under which each run gets its own child cgroup, e.g. `rbuild`. Relative names
@@ -65,6 +70,9 @@ pub struct Executor {
     overlay: OverlayFeatures,
     runtime: Runtime,
     next_run: AtomicU64,
+    /// The program runs start, chosen before the first run (see
+    /// [`ExecutorConfig::standalone_init`]).
+    chosen_init: std::sync::OnceLock<PathBuf>,
 }
 
 /// Output read buffer size; chunks are at most this long.
@@ -122,6 +130,7 @@ impl Executor {
             overlay: OverlayFeatures::detect(),
             runtime: Runtime::Native,
             next_run: AtomicU64::new(0),
+            chosen_init: std::sync::OnceLock::new(),
         })
     }
 
@@ -369,10 +378,41 @@ impl Executor {
         }
     }
 
+    /// The standalone init when it speaks this executor's protocol, else `init_program`.
+    fn init_program(&self) -> &Path {
+        self.chosen_init.get_or_init(|| {
+            let Some(standalone) = &self.config.standalone_init else {
+                return self.config.init_program.clone();
+            };
+            let answer = Command::new(standalone)
+                .arg(crate::PROTOCOL_ARG)
+                .env_clear()
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output();
+            match answer {
+                Ok(out)
+                    if out.status.success()
+                        && out.stdout.trim_ascii() == crate::SANDBOX_PROTOCOL.as_bytes() =>
+                {
+                    standalone.clone()
+                }
+                _ => {
+                    tracing::warn!(
+                        "{} is not from this rbuild build; runs use {} instead (reinstall both programs)",
+                        standalone.display(),
+                        self.config.init_program.display()
+                    );
+                    self.config.init_program.clone()
+                }
+            }
+        })
+    }
+
     fn spawn_init(&self, channel: std::os::unix::net::UnixStream) -> Result<Child, ExecutorError> {
         // No pre_exec hook: std can then use posix_spawn (vfork-like) instead of fork,
         // which matters when the parent is large and multi-threaded.
-        Command::new(&self.config.init_program)
+        Command::new(self.init_program())
             .arg(INIT_ARG)
             .env_clear()
             .env(crate::init::orphan::PARENT_ENV, std::process::id().to_string())
@@ -380,7 +420,7 @@ impl Executor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| ExecutorError::io(format!("spawning {}", self.config.init_program.display()), e))
+            .map_err(|e| ExecutorError::io(format!("spawning {}", self.init_program().display()), e))
     }
 }
 
@@ -670,6 +710,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let config = ExecutorConfig {
             init_program: tmp.path().join("nope"),
+            standalone_init: None,
             state_dir: tmp.path().join("state"),
             cgroup_parent: "rbuild".into(),
         };

@@ -48,11 +48,25 @@ pub use spec::{
     OutputChunk, OutputStream, ResourceStats, Rootfs, Spec,
 };
 
+/// The version of the private protocol between [`Executor`] and its init program: a
+/// fingerprint of this crate's sources, so two programs agree only when built from the same
+/// executor.
+pub const SANDBOX_PROTOCOL: &str = env!("RBUILD_SANDBOX_PROTOCOL");
+
+/// First argument that makes an init program print [`SANDBOX_PROTOCOL`] and exit.
+pub const PROTOCOL_ARG: &str = "__rbuild-sandbox-protocol";
+
 /// Becomes the sandbox init (and never returns) when the process was started with
-/// [`INIT_ARG`] as its first argument; returns otherwise. Call it first thing in `main`,
-/// before any thread or async runtime starts.
+/// [`INIT_ARG`] as its first argument, or prints [`SANDBOX_PROTOCOL`] and exits when it was
+/// [`PROTOCOL_ARG`]; returns otherwise. Call it first thing in `main`, before any thread or
+/// async runtime starts.
 pub fn maybe_sandbox_init() {
-    if std::env::args_os().nth(1).is_some_and(|a| a == INIT_ARG) {
-        sandbox_init_main();
+    match std::env::args_os().nth(1) {
+        Some(a) if a == INIT_ARG => sandbox_init_main(),
+        Some(a) if a == PROTOCOL_ARG => {
+            println!("{SANDBOX_PROTOCOL}");
+            std::process::exit(0);
+        }
+        _ => {}
     }
 }

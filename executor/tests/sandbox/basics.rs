@@ -141,3 +141,32 @@ async fn missing_command_is_an_exec_error() {
     spec.args = vec!["/etc/passwd".into()];
     assert!(matches!(sb.run(spec).await.result, Err(ExecutorError::Exec { .. })));
 }
+
+#[tokio::test]
+async fn a_standalone_init_is_used_only_when_it_speaks_the_same_protocol() {
+    require_root!();
+    let sb = Sandbox::new();
+    let other = sb.path("other-init");
+    std::fs::write(&other, "#!/bin/sh\necho 0.0.0-0000000000000000\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let matching = crate::harness::init_program();
+    let broken = std::path::PathBuf::from("/bin/false");
+    // (init_program, standalone_init, whether a run succeeds): a run through /bin/false
+    // fails, so success shows which program started it.
+    let cases = [
+        (broken.clone(), Some(matching.clone()), true),
+        (matching.clone(), Some(other.clone()), true),
+        (broken.clone(), Some(other.clone()), false),
+        (matching.clone(), None, true),
+    ];
+    for (init_program, standalone_init, works) in cases {
+        let mut config = sb.executor.config().clone();
+        config.init_program = init_program.clone();
+        config.standalone_init = standalone_init.clone();
+        let executor = executor::Executor::new(config).unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let result = executor.run(sb.spec("true"), tx, CancellationToken::new()).await;
+        assert_eq!(result.is_ok(), works, "{init_program:?} {standalone_init:?}: {result:?}");
+    }
+}

@@ -101,6 +101,7 @@ impl Sandbox {
         let cgroup_parent = cgroup_parent.to_owned();
         let config = ExecutorConfig {
             init_program: init_program(),
+            standalone_init: None,
             state_dir: tmp.path().join("state"),
             cgroup_parent: cgroup_parent.clone(),
         };
