@@ -74,6 +74,9 @@ pub struct Recovery {
     /// Layers committed but not yet flushed to disk when the machine went down; their
     /// files may be incomplete, so they were dropped with the records naming them.
     pub unflushed_layers: usize,
+    /// Records a killed process of this boot had logged in the metadata journal but not
+    /// yet made durable, written to the database.
+    pub replayed_records: usize,
 }
 
 impl Store {
@@ -128,8 +131,9 @@ impl Store {
         clear_dir_files(&root.join("blobs").join("tmp"))?;
 
         let pins = Arc::new(Pins::default());
-        let meta = Meta::open(&root.join("meta.redb"), content.clone(), pins.clone())?;
         let boot_id = current_boot_id();
+        let (meta, replayed) = Meta::open(&root.join("meta.redb"), content.clone(), pins.clone(), &boot_id)?;
+        recovery.replayed_records = replayed;
         let lost: std::collections::HashSet<LayerId> = meta
             .unsynced()?
             .into_iter()

@@ -12,7 +12,12 @@
 //!
 //! Invariant: a record never names a layer or blob that is not present. Writers check it
 //! inside the write transaction; garbage collection removes records before files.
+//!
+//! A build's records (layers, cache records, layer blobs) are committed without a disk flush
+//! and logged in the journal (see [`journal`]); every durable commit (tagging an image, the
+//! end-of-build flush, garbage collection) makes them durable and empties the journal.
 
+mod journal;
 mod records;
 
 pub(crate) use records::now_unix;
@@ -32,8 +37,10 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use journal::{Journal, Op};
 
 const CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("cache");
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
@@ -60,6 +67,10 @@ pub struct Meta {
     /// Set after a non-durable commit; the next durable commit (at the latest on drop)
     /// makes it durable.
     unflushed: AtomicBool,
+    /// Operations committed without a flush since the last durable commit. Held across each
+    /// logged commit and its append, and across each durable commit and the emptying that
+    /// follows, so no operation is dropped from the journal before it is durable.
+    journal: Mutex<Journal>,
 }
 
 impl fmt::Debug for Meta {
@@ -69,17 +80,71 @@ impl fmt::Debug for Meta {
 }
 
 impl Meta {
-    /// Opens (creating if needed) the database and its tables.
-    pub(crate) fn open(path: &Path, content: ContentStore, pins: Arc<Pins>) -> Result<Meta, StoreError> {
+    /// Opens (creating if needed) the database and its tables, and replays the journal a
+    /// killed process of this boot (`boot_id`) left. Returns how many journal operations
+    /// were replayed.
+    pub(crate) fn open(
+        path: &Path,
+        content: ContentStore,
+        pins: Arc<Pins>,
+        boot_id: &str,
+    ) -> Result<(Meta, usize), StoreError> {
         let db = Database::create(path).map_err(db_err(path))?;
-        let meta = Meta { db, path: path.to_path_buf(), content, pins, unflushed: AtomicBool::new(false) };
+        let meta = Meta {
+            db,
+            path: path.to_path_buf(),
+            content,
+            pins,
+            unflushed: AtomicBool::new(false),
+            journal: Mutex::new(Journal::new(path, boot_id)),
+        };
         let complete = meta.read(|txn| {
             Ok([CACHE, LAYERS, IMAGES, KV].iter().all(|t| txn.open_table(*t).is_ok())
                 && [IMPORTS, UNSYNCED].iter().all(|t| txn.open_table(*t).is_ok()))
         })?;
-        if complete {
-            return Ok(meta);
+        if !complete {
+            meta.create_tables()?;
         }
+        let replayed = meta.replay_journal()?;
+        Ok((meta, replayed))
+    }
+
+    /// Applies what the journal holds in one durable commit (which empties it). An
+    /// operation that no longer applies (its layer or blob is gone) is skipped.
+    fn replay_journal(&self) -> Result<usize, StoreError> {
+        let pending = self.journal().pending();
+        let ops = pending.map_err(|e| self.journal_err(e))?;
+        if ops.is_empty() {
+            // Another boot's journal, or an empty one: nothing in it is usable.
+            let cleared = self.journal().clear();
+            cleared.map_err(|e| self.journal_err(e))?;
+            return Ok(0);
+        }
+        self.write(true, |txn| {
+            let mut applied = 0;
+            for op in &ops {
+                if self.apply(txn, op).is_ok() {
+                    applied += 1;
+                }
+            }
+            Ok(applied)
+        })
+    }
+
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn journal_err(&self, e: std::io::Error) -> StoreError {
+        StoreError::Io {
+            op: "write the metadata journal",
+            path: self.path.with_extension("journal"),
+            source: e,
+        }
+    }
+
+    fn create_tables(&self) -> Result<(), StoreError> {
+        let meta = self;
         meta.write(true, |txn| {
             txn.open_table(CACHE).map_err(db_err(&meta.path))?;
             txn.open_table(LAYERS).map_err(db_err(&meta.path))?;
@@ -88,8 +153,7 @@ impl Meta {
             txn.open_table(KV).map_err(db_err(&meta.path))?;
             txn.open_table(UNSYNCED).map_err(db_err(&meta.path))?;
             Ok(())
-        })?;
-        Ok(meta)
+        })
     }
 
     fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -104,18 +168,108 @@ impl Meta {
         durable: bool,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let journal = if durable { Some(self.journal()) } else { None };
         let mut txn = self.db.begin_write().map_err(db_err(&self.path))?;
         if !durable {
             txn.set_durability(Durability::None).map_err(db_err(&self.path))?;
         }
         let out = f(&txn)?;
         txn.commit().map_err(db_err(&self.path))?;
-        if durable {
+        if let Some(mut journal) = journal {
             self.unflushed.store(false, Ordering::SeqCst);
+            // Everything logged so far is durable now.
+            if let Err(e) = journal.clear() {
+                tracing::warn!(error = %e, "could not empty the metadata journal");
+            }
         } else {
             self.unflushed.store(true, Ordering::SeqCst);
         }
         Ok(out)
+    }
+
+    /// Commits `op` without a flush and logs it in the journal, so that it survives this
+    /// process being killed. If the journal cannot be written, the commit is flushed
+    /// instead.
+    fn write_logged(&self, op: Op) -> Result<(), StoreError> {
+        let mut journal = self.journal();
+        let mut txn = self.db.begin_write().map_err(db_err(&self.path))?;
+        txn.set_durability(Durability::None).map_err(db_err(&self.path))?;
+        self.apply(&txn, &op)?;
+        txn.commit().map_err(db_err(&self.path))?;
+        self.unflushed.store(true, Ordering::SeqCst);
+        if let Err(e) = journal.append(&op) {
+            tracing::warn!(error = %e, "could not write the metadata journal; flushing instead");
+            drop(journal);
+            self.write(true, |_| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies one logged operation inside `txn`, checking the invariant.
+    fn apply(&self, txn: &WriteTransaction, op: &Op) -> Result<(), StoreError> {
+        match op {
+            Op::InsertLayer { id, record, import_key, boot_id } => {
+                for b in &record.blobs {
+                    if !self.content.contains(&b.descriptor.digest) {
+                        return Err(ContentError::NotFound(b.descriptor.digest.clone()).into());
+                    }
+                }
+                let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+                t.insert(id.as_str(), encode(record).as_slice()).map_err(db_err(&self.path))?;
+                let mut unsynced = txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
+                unsynced.insert(id.as_str(), boot_id.as_str()).map_err(db_err(&self.path))?;
+                if let Some(key) = import_key {
+                    let mut imports = txn.open_table(IMPORTS).map_err(db_err(&self.path))?;
+                    imports.insert(key.as_str(), id.as_str()).map_err(db_err(&self.path))?;
+                }
+                Ok(())
+            }
+            Op::PutCache { key, record } => {
+                for blob in &record.blobs {
+                    if !self.content.contains(blob) {
+                        return Err(ContentError::NotFound(blob.clone()).into());
+                    }
+                }
+                let layers = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+                for id in &record.chain {
+                    if layers.get(id.as_str()).map_err(db_err(&self.path))?.is_none() {
+                        return Err(StoreError::LayerNotFound(id.clone()));
+                    }
+                }
+                let mut t = txn.open_table(CACHE).map_err(db_err(&self.path))?;
+                t.insert(key.as_str(), encode(record).as_slice()).map_err(db_err(&self.path))?;
+                Ok(())
+            }
+            Op::SetLayerBlob { id, blob } => {
+                if !self.content.contains(&blob.descriptor.digest) {
+                    return Err(ContentError::NotFound(blob.descriptor.digest.clone()).into());
+                }
+                let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+                let mut rec: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
+                    Some(v) => decode("layers", id.as_str(), v.value())?,
+                    None => return Err(StoreError::LayerNotFound(id.clone())),
+                };
+                if rec.diff_id.is_none() {
+                    rec.diff_id = Some(blob.diff_id.clone());
+                }
+                rec.blobs.retain(|b| b.compression != blob.compression);
+                rec.blobs.push(blob.clone());
+                t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
+                Ok(())
+            }
+            Op::SetLayerCreated { id, created_unix } => {
+                let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+                let mut rec: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
+                    Some(v) => decode("layers", id.as_str(), v.value())?,
+                    None => return Err(StoreError::LayerNotFound(id.clone())),
+                };
+                if rec.created_unix != *created_unix {
+                    rec.created_unix = *created_unix;
+                    t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn get_json<T: DeserializeOwned>(
@@ -161,23 +315,7 @@ impl Meta {
     /// Stores the record for a cache key, replacing an older one. Every layer of the chain
     /// must be committed and every blob stored, or nothing is written.
     pub fn put_cache(&self, key: &Digest, record: &CacheRecord) -> Result<(), StoreError> {
-        for blob in &record.blobs {
-            if !self.content.contains(blob) {
-                return Err(ContentError::NotFound(blob.clone()).into());
-            }
-        }
-        let value = encode(record);
-        self.write(true, |txn| {
-            let layers = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
-            for id in &record.chain {
-                if layers.get(id.as_str()).map_err(db_err(&self.path))?.is_none() {
-                    return Err(StoreError::LayerNotFound(id.clone()));
-                }
-            }
-            let mut t = txn.open_table(CACHE).map_err(db_err(&self.path))?;
-            t.insert(key.as_str(), value.as_slice()).map_err(db_err(&self.path))?;
-            Ok(())
-        })
+        self.write_logged(Op::PutCache { key: key.clone(), record: record.clone() })
     }
 
     /// Sets the record's last-used time to now. Cheap: the change is not flushed to disk
@@ -230,41 +368,13 @@ impl Meta {
     /// compression. The blob must be in the content store. The layer's `diff_id` is set
     /// from the blob when it was unknown.
     pub fn set_layer_blob(&self, id: &LayerId, blob: LayerBlob) -> Result<(), StoreError> {
-        if !self.content.contains(&blob.descriptor.digest) {
-            return Err(ContentError::NotFound(blob.descriptor.digest.clone()).into());
-        }
-        self.write(true, |txn| {
-            let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
-            let mut rec: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
-                Some(v) => decode("layers", id.as_str(), v.value())?,
-                None => return Err(StoreError::LayerNotFound(id.clone())),
-            };
-            if rec.diff_id.is_none() {
-                rec.diff_id = Some(blob.diff_id.clone());
-            }
-            rec.blobs.retain(|b| b.compression != blob.compression);
-            rec.blobs.push(blob);
-            t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
-            Ok(())
-        })
+        self.write_logged(Op::SetLayerBlob { id: id.clone(), blob })
     }
 
     /// Sets when a layer was made (an imported build-cache layer keeps the time it was
     /// built, so image history times, and the image digest, match the build that made it).
     pub fn set_layer_created(&self, id: &LayerId, created_unix: i64) -> Result<(), StoreError> {
-        self.write(true, |txn| {
-            let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
-            let mut rec: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
-                Some(v) => decode("layers", id.as_str(), v.value())?,
-                None => return Err(StoreError::LayerNotFound(id.clone())),
-            };
-            if rec.created_unix == created_unix {
-                return Ok(());
-            }
-            rec.created_unix = created_unix;
-            t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
-            Ok(())
-        })
+        self.write_logged(Op::SetLayerCreated { id: id.clone(), created_unix })
     }
 
     /// Records a newly committed layer (and, for an imported layer, its import key). The
@@ -276,24 +386,11 @@ impl Meta {
         import_key: Option<&str>,
         boot_id: &str,
     ) -> Result<(), StoreError> {
-        for b in &record.blobs {
-            if !self.content.contains(&b.descriptor.digest) {
-                return Err(ContentError::NotFound(b.descriptor.digest.clone()).into());
-            }
-        }
-        // Not flushed on its own: a layer record lost in a crash leaves an unreferenced
-        // directory that the next open removes, and the record that makes the layer
-        // useful (a cache record) is a durable commit that flushes this one too.
-        self.write(false, |txn| {
-            let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
-            t.insert(id.as_str(), encode(record).as_slice()).map_err(db_err(&self.path))?;
-            let mut unsynced = txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
-            unsynced.insert(id.as_str(), boot_id).map_err(db_err(&self.path))?;
-            if let Some(key) = import_key {
-                let mut imports = txn.open_table(IMPORTS).map_err(db_err(&self.path))?;
-                imports.insert(key, id.as_str()).map_err(db_err(&self.path))?;
-            }
-            Ok(())
+        self.write_logged(Op::InsertLayer {
+            id: id.clone(),
+            record: record.clone(),
+            import_key: import_key.map(str::to_string),
+            boot_id: boot_id.to_string(),
         })
     }
 

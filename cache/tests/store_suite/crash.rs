@@ -32,7 +32,9 @@ fn child_process_entry() {
             // Hold the store until the parent closes our stdin.
             let _ = std::io::stdin().read_to_end(&mut Vec::new());
         }
-        "crash" => {
+        // "crash": the records live in the journal only; "crash-durable": a durable commit
+        // (a tag, here a kv write) has flushed them into the database.
+        "crash" | "crash-durable" => {
             let tar = TarBuilder::new().file("base/file", b"base", 0o644).finish();
             let (desc, diff_id) = put_layer_blob(&store, &tar, Compression::Gzip);
             let l1 = store.import_layer(&[], &desc, &diff_id).unwrap();
@@ -40,6 +42,9 @@ fn child_process_entry() {
                 .meta()
                 .put_cache(&Digest::of_bytes(b"k1"), &CacheRecord::new(vec![l1.clone()], "base"))
                 .unwrap();
+            if mode == "crash-durable" {
+                store.meta().put_kv("test", "durable", b"1").unwrap();
+            }
             let upper = store.new_layer().unwrap();
             let m = store.mount_writable(std::slice::from_ref(&l1), &upper).unwrap();
             std::fs::write(m.path().join("written"), b"w").unwrap();
@@ -174,6 +179,10 @@ fn a_killed_process_leaves_a_recoverable_store() {
     assert_eq!(recovery.stale_mounts, 1);
     assert_eq!(recovery.uncommitted_layers, 2);
     assert_eq!(recovery.dropped_records, 0);
+    assert!(
+        recovery.replayed_records >= 2,
+        "the layer and cache records come from the journal: {recovery:?}"
+    );
     assert!(mounts_under(&root.join("mnt")).is_empty());
     assert!(names(&root.join("mnt")).is_empty());
     assert_eq!(names(&root.join("layers")), [l1.to_string()]);
@@ -238,7 +247,7 @@ fn layers_not_flushed_before_a_power_failure_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let mut child = ChildProc::start("crash", &root);
+    let mut child = ChildProc::start("crash-durable", &root);
     let l1: cache::LayerId = child.ready().parse().unwrap();
     child.kill();
     // Pretend the machine rebooted since: the layer was recorded in another boot and its
@@ -268,4 +277,27 @@ fn layers_not_flushed_before_a_power_failure_are_dropped() {
     assert!(store.meta().get_cache(&Digest::of_bytes(b"k1")).unwrap().is_none());
     assert!(names(&root.join("layers")).is_empty());
     assert!(mounts_under(&root.join("mnt")).is_empty());
+}
+
+#[test]
+fn a_journal_from_an_earlier_boot_is_dropped_with_its_layers() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mut child = ChildProc::start("crash", &root);
+    child.ready();
+    child.kill();
+    // Pretend the machine rebooted since: what only the journal held was never flushed.
+    let journal = root.join("meta.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    assert!(header.starts_with("rbuild-meta-journal 1 "), "{header}");
+    std::fs::write(&journal, format!("rbuild-meta-journal 1 an-earlier-boot\n{rest}")).unwrap();
+    let (store, recovery) = Store::open_with_recovery(&root).unwrap();
+    assert_eq!(recovery.replayed_records, 0);
+    assert_eq!(recovery.uncommitted_layers, 3, "{recovery:?}");
+    assert!(store.meta().get_cache(&Digest::of_bytes(b"k1")).unwrap().is_none());
+    assert!(names(&root.join("layers")).is_empty());
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
 }
