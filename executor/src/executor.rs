@@ -64,6 +64,9 @@ pub struct Executor {
     config: ExecutorConfig,
     runs_dir: PathBuf,
     etc_dir: PathBuf,
+    /// The empty directory every native run mounts its rootfs on, each in its own mount
+    /// namespace (so the host never sees these mounts).
+    mount_point: PathBuf,
     hierarchy: Option<Hierarchy>,
     /// Why there is no hierarchy although one was wanted.
     cgroup_unavailable: Option<String>,
@@ -110,7 +113,8 @@ impl Executor {
         config.state_dir = canonical(&config.state_dir)?;
         let runs_dir = config.state_dir.join("runs");
         let etc_dir = config.state_dir.join("etc");
-        for dir in [&runs_dir, &etc_dir] {
+        let mount_point = config.state_dir.join("rootfs");
+        for dir in [&runs_dir, &etc_dir, &mount_point] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ExecutorError::io(format!("creating {}", dir.display()), e))?;
         }
@@ -125,6 +129,7 @@ impl Executor {
             config,
             runs_dir,
             etc_dir,
+            mount_point,
             hierarchy,
             cgroup_unavailable,
             overlay: OverlayFeatures::detect(),
@@ -181,7 +186,7 @@ impl Executor {
     /// cgroup), waits for it, removes the cgroup and the mount stubs, and returns
     /// [`ExecutorError::Cancelled`]. Dropping the future does the same in a background
     /// thread. Mounts live only in the sandbox's mount namespace and disappear with it.
-    /// Nothing is left in `state_dir` afterwards. If this process is killed outright, the
+    /// Nothing of the run is left in `state_dir` afterwards. If this process is killed outright, the
     /// sandbox dies with it, and the next executor created removes its cgroup and run
     /// directory.
     pub async fn run(
@@ -197,13 +202,21 @@ impl Executor {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let etc = EtcFiles::ensure(&self.etc_dir, &spec, &host_resolv)
             .map_err(|e| ExecutorError::io(format!("writing /etc files in {}", self.etc_dir.display()), e))?;
-        let run_dir = RunDir::create(&self.runs_dir, &id)
-            .map_err(|e| ExecutorError::io(format!("preparing the run directory for {id}"), e))?;
+        // Only an OCI runtime needs a directory of its own (the bundle, a host mount); the
+        // native sandbox mounts its rootfs inside its own mount namespace, on a mount point
+        // all runs share.
+        let run_dir = match self.runtime {
+            Runtime::Native => None,
+            Runtime::Oci { .. } => Some(
+                RunDir::create(&self.runs_dir, &id)
+                    .map_err(|e| ExecutorError::io(format!("preparing the run directory for {id}"), e))?,
+            ),
+        };
         let Rootfs::Overlay { upper, .. } = &spec.rootfs;
         let mut guard = RunGuard {
             child: None,
             cgroup: None,
-            run_dir: Some(run_dir),
+            run_dir,
             upper: upper.clone(),
             host_mount: None,
             oci: None,
@@ -215,9 +228,8 @@ impl Executor {
 
         let (stdout, stderr, channel) = match &self.runtime {
             Runtime::Native => {
-                let run_dir = guard.run_dir.as_ref().expect("set above");
                 let request = InitRequest {
-                    rootfs_dir: run_dir.rootfs(),
+                    rootfs_dir: self.mount_point.clone(),
                     hosts_file: etc.hosts,
                     resolv_file: etc.resolv,
                     hostname_file: etc.hostname,

@@ -1,6 +1,9 @@
 //! Host-side files of runs under `state_dir`:
 //!
-//! - `runs/<id>/rootfs`: the (empty) mount point of one run's rootfs, removed afterwards;
+//! - `rootfs`: the empty mount point every native run mounts its rootfs on, inside its own
+//!   mount namespace;
+//! - `runs/<id>`: an OCI-runtime run's bundle (`config.json`, the runtime's log) and its
+//!   rootfs mount point, removed afterwards;
 //! - `etc/<name>-<hash>`: the generated `/etc/hosts`, `/etc/resolv.conf` and
 //!   `/etc/hostname`, shared by every run with the same content. They are bind-mounted
 //!   read-only, as BuildKit does, so sharing them is safe and saves a few file creations
