@@ -78,16 +78,19 @@ impl Engine {
     /// Another repository of the same registry whose stored image shares the most layers
     /// with the one pushed: the registry may hold those layers there, to be mounted instead
     /// of uploaded. (docker remembers where each blob came from; the store's names are the
-    /// nearest thing rbuild keeps.) A wrong guess costs nothing: the registry answers the
-    /// mount request by starting the ordinary upload.
+    /// nearest thing rbuild keeps.) The reference is pinned to that image's manifest, so
+    /// that only its layers are mounted. A wrong guess costs one request per layer: the
+    /// registry answers the mount request by starting the ordinary upload.
     fn mount_source(&self, name: &Reference, layers: &BTreeSet<Digest>) -> Option<Reference> {
         let mut best: Option<(usize, Reference)> = None;
+        // Base images pulled for builds are not named in the store, but came from somewhere;
+        // they go first, so that on a tie the repository the layers came from wins over
+        // another image built on them (which may have been deleted from the registry).
+        let bases = self.resolved_bases().into_iter().map(|(r, digest)| (r, None, digest));
         let named = self.store.meta().list_images().ok()?.into_iter().filter_map(|(other, record)| {
             Some((other.parse::<Reference>().ok()?, Some(record.manifest.media_type), record.manifest.digest))
         });
-        // Base images pulled for builds are not named in the store, but came from somewhere.
-        let bases = self.resolved_bases().into_iter().map(|(r, digest)| (r, None, digest));
-        for (r, media_type, digest) in named.chain(bases) {
+        for (r, media_type, digest) in bases.chain(named) {
             if r.registry != name.registry || r.repository == name.repository {
                 continue;
             }
@@ -97,7 +100,7 @@ impl Engine {
             };
             let shared = m.layers.iter().filter(|l| layers.contains(&l.digest)).count();
             if shared > 0 && best.as_ref().is_none_or(|(n, _)| shared > *n) {
-                best = Some((shared, r));
+                best = Some((shared, Reference { digest: Some(digest), ..r }));
             }
         }
         best.map(|(_, r)| r)

@@ -51,7 +51,7 @@ impl Default for ClientConfig {
             docker_config_dir: None,
             insecure_registries: Vec::new(),
             mirrors: BTreeMap::new(),
-            max_concurrent_per_registry: 4,
+            max_concurrent_per_registry: 8,
             user_agent: format!("rbuild/{}", env!("CARGO_PKG_VERSION")),
             certs_dirs: vec![PathBuf::from("/etc/rbuild/certs.d"), PathBuf::from("/etc/docker/certs.d")],
             upload_chunk_size: 128 << 20,
@@ -182,10 +182,13 @@ impl Client {
     }
 
     /// Uploads the blob stored at `path` (which must have `desc`'s size and digest) to
-    /// `repo`'s repository, unless the registry already has it there (HEAD first). When
-    /// `mount_from` names another repository of the same registry, a cross-repository
-    /// mount is tried before uploading. Small blobs go in one PUT, large ones in 16 MiB
-    /// PATCH chunks, streamed from the file. `progress` gets the bytes sent so far.
+    /// `repo`'s repository, unless the registry already has it there. When `mount_from`
+    /// names another repository of the same registry, a cross-repository mount is tried
+    /// first (and, if it fails, a HEAD before uploading); otherwise a HEAD, or, on a
+    /// registry that has mounted a blob for this client before, a mount from `repo` itself,
+    /// which answers "present" or starts the upload in one request. Blobs up to
+    /// [`ClientConfig::upload_chunk_size`] go in one PUT, larger ones in PATCH chunks of that
+    /// size, streamed from the file. `progress` gets the bytes sent so far.
     pub async fn push_blob(
         &self,
         repo: &Reference,

@@ -77,7 +77,17 @@ pub(super) async fn push_blob(
     if let Some(m) = mount {
         scope = scope.and_pull(&m.repository);
     }
-    if head_blob(client, &ep, repo, &desc.digest, scope.clone()).await? {
+    // A blob with a mount source is mounted straight away (its HEAD comes only when the
+    // mount fails). Where the registry has answered a mount with 201, other blobs are
+    // "mounted" from the repository itself instead of a HEAD: one request says whether the
+    // repository has the blob (201, nothing else to do) or starts the upload (202).
+    // Registries that do not mount (and so never taught us they do) get the HEAD.
+    let mut ask = match mount {
+        Some(m) => Ask::Mount(m),
+        None if client.transport.mounts_work(&ep.host) => Ask::Probe,
+        None => Ask::Head,
+    };
+    if matches!(ask, Ask::Head) && head_blob(client, &ep, repo, &desc.digest, scope.clone()).await? {
         progress(desc.size);
         return Ok(PushedBlob::AlreadyPresent);
     }
@@ -86,14 +96,48 @@ pub(super) async fn push_blob(
     loop {
         attempts += 1;
         let upload = Upload { client, ep: &ep, repo, desc, path, scope: &scope, target: &target, progress };
-        match upload.run(mount).await {
+        match upload.run(ask).await {
             Ok(r) => return Ok(r),
+            // A registry that mounts across repositories but refuses a mount from the
+            // repository itself: ask the usual way.
+            Err(e) if matches!(ask, Ask::Probe) && probe_refused(&e) => {
+                tracing::debug!(blob = %desc.digest, error = %e, "mount from the repository itself refused");
+                ask = Ask::Head;
+                attempts -= 1;
+                if head_blob(client, &ep, repo, &desc.digest, scope.clone()).await? {
+                    progress(desc.size);
+                    return Ok(PushedBlob::AlreadyPresent);
+                }
+            }
             Err(e) if (e.is_retryable() || session_lost(&e)) && retry.allows_another(attempts) => {
                 tracing::debug!(blob = %desc.digest, attempts, error = %e, "blob upload failed, starting over");
                 tokio::time::sleep(retry.delay(attempts, None)).await;
             }
             Err(e) => return Err(count_attempts(e, attempts)),
         }
+    }
+}
+
+/// How an upload session starts.
+#[derive(Clone, Copy)]
+enum Ask<'a> {
+    /// The HEAD said the repository lacks the blob: plain `POST`.
+    Head,
+    /// Mount from this repository; when that fails, HEAD the target before uploading.
+    Mount(&'a Reference),
+    /// Mount from the target repository itself: 201 means it has the blob.
+    Probe,
+}
+
+/// Whether the answer to a mount from the repository itself was a refusal (some 4xx other
+/// than an auth failure or 429), not a failure worth reporting.
+fn probe_refused(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::NotFound { .. } => true,
+        RegistryError::Http { status, method, .. } => {
+            method == "POST" && (400..500).contains(status) && !matches!(status, 401 | 403 | 429)
+        }
+        _ => false,
     }
 }
 
@@ -125,9 +169,14 @@ struct Upload<'a> {
 }
 
 impl Upload<'_> {
-    async fn run(&self, mount: Option<&Reference>) -> Result<PushedBlob, RegistryError> {
+    async fn run(&self, ask: Ask<'_>) -> Result<PushedBlob, RegistryError> {
         let mut url = self.ep.url(&format!("{}/blobs/uploads/", self.repo.repository))?;
-        if let Some(m) = mount {
+        let from = match ask {
+            Ask::Head => None,
+            Ask::Mount(m) => Some(m),
+            Ask::Probe => Some(self.repo),
+        };
+        if let Some(m) = from {
             url.query_pairs_mut()
                 .append_pair("mount", self.desc.digest.as_str())
                 .append_pair("from", &m.repository);
@@ -138,10 +187,14 @@ impl Upload<'_> {
         call.idempotent = true;
         let sent = self.execute(&call).await?;
         let location = match sent.response.status() {
-            StatusCode::CREATED if mount.is_some() => {
+            StatusCode::CREATED if from.is_some() => {
                 self.check_digest_header(sent.response.headers())?;
+                self.client.transport.learn_mounts_work(&self.ep.host);
                 (self.progress)(self.desc.size);
-                return Ok(PushedBlob::Mounted);
+                return Ok(match ask {
+                    Ask::Probe => PushedBlob::AlreadyPresent,
+                    _ => PushedBlob::Mounted,
+                });
             }
             StatusCode::ACCEPTED => self.location(&sent)?,
             _ => return Err(sent.unexpected(self.target, &call.method).await),
@@ -149,6 +202,14 @@ impl Upload<'_> {
         // The answer holds a concurrency permit: release it before the next request, or
         // parallel uploads would each wait for a permit the others hold.
         drop(sent);
+        if matches!(ask, Ask::Mount(_))
+            && head_blob(self.client, self.ep, self.repo, &self.desc.digest, self.scope.clone()).await?
+        {
+            // The mount source lacks the blob but the repository has it: nothing to send.
+            self.cancel(location).await;
+            (self.progress)(self.desc.size);
+            return Ok(PushedBlob::AlreadyPresent);
+        }
         if self.desc.size <= self.chunk_size() {
             self.put_whole(location).await?;
         } else {
@@ -173,6 +234,16 @@ impl Upload<'_> {
             );
         }
         sent.unexpected(self.target, method).await
+    }
+
+    /// Cancels an upload session (best effort: the registry purges forgotten sessions).
+    async fn cancel(&self, location: Url) {
+        let call = self.call(Method::DELETE, location);
+        match self.execute(&call).await {
+            Ok(sent) if sent.response.status().is_success() => {}
+            Ok(sent) => tracing::debug!(status = %sent.response.status(), "upload session not cancelled"),
+            Err(e) => tracing::debug!(error = %e, "upload session not cancelled"),
+        }
     }
 
     /// The configured chunk size (at least 1 MiB, so a misconfiguration cannot make

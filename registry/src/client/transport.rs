@@ -152,9 +152,18 @@ pub(crate) async fn read_limited(response: Response, limit: usize) -> Result<Vec
 pub(crate) struct Transport {
     pub config: ClientConfig,
     pub retry: RetryPolicy,
-    default_http: reqwest::Client,
+    /// The client for plain-HTTP servers: no root certificates loaded (reading the system's
+    /// roots costs a few milliseconds of start-up, and plain HTTP needs none). It does not
+    /// follow redirects to HTTPS; [`Transport::execute`] sends those through a TLS client.
+    plain_http: reqwest::Client,
+    /// HTTPS clients by `host[:port]`: the system roots plus that host's `certs.d` CA. Made
+    /// on first use.
     http_by_host: Mutex<HashMap<String, reqwest::Client>>,
+    /// The HTTPS client with only the system roots, shared by hosts without a CA of their own.
+    system_tls: Mutex<Option<reqwest::Client>>,
     semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Hosts that have answered a cross-repository mount with 201 Created.
+    mounting_hosts: Mutex<std::collections::HashSet<String>>,
     auth: AuthCache,
     docker_config_dir: Option<PathBuf>,
 }
@@ -167,39 +176,88 @@ fn builder(config: &ClientConfig) -> reqwest::ClientBuilder {
         .pool_idle_timeout(Duration::from_secs(90))
 }
 
+/// Why [`Transport::send`] failed.
+enum SendError {
+    /// The request failed (retryable or not, as the error says).
+    Http(reqwest::Error),
+    /// No client could be set up for the redirect's host.
+    Registry(RegistryError),
+}
+
+/// How many redirects one request may follow (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// The client for plain-HTTP servers: follows plain-HTTP redirects itself and stops at one
+/// to HTTPS, for the caller to send through a TLS client.
+fn plain_builder(config: &ClientConfig) -> reqwest::ClientBuilder {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.url().scheme() != "http" {
+            attempt.stop()
+        } else if attempt.previous().len() >= MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    });
+    builder(config).tls_certs_only([]).redirect(policy)
+}
+
+/// The `Location` of a redirect to HTTPS, resolved against the request's URL.
+fn https_redirect(response: &Response) -> Option<Url> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let url = response.url().join(location).ok()?;
+    (url.scheme() == "https").then_some(url)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Transport {
     pub fn new(config: ClientConfig) -> Result<Transport, RegistryError> {
-        let default_http = builder(&config)
+        let plain_http = plain_builder(&config)
             .build()
             .map_err(|e| RegistryError::Config { reason: format!("cannot set up HTTP client: {e}") })?;
         let docker_config_dir = config.docker_config_dir.clone().or_else(credentials::default_config_dir);
         Ok(Transport {
             config,
             retry: RetryPolicy::default(),
-            default_http,
+            plain_http,
             http_by_host: Mutex::new(HashMap::new()),
+            system_tls: Mutex::new(None),
             semaphores: Mutex::new(HashMap::new()),
+            mounting_hosts: Mutex::new(std::collections::HashSet::new()),
             auth: AuthCache::default(),
             docker_config_dir,
         })
     }
 
-    /// The HTTP client for `ep`: the shared one, or one that also trusts the CA found in a
-    /// `certs.d/<host>/ca.crt`.
-    fn http_for(&self, ep: &Endpoint) -> Result<reqwest::Client, RegistryError> {
-        if ep.base.scheme() != "https" {
-            return Ok(self.default_http.clone());
+    /// The HTTP client for `url`: the plain one for `http://`, else [`Transport::tls_for`]
+    /// its host.
+    fn http_for_url(&self, url: &Url) -> Result<reqwest::Client, RegistryError> {
+        if url.scheme() != "https" {
+            return Ok(self.plain_http.clone());
         }
-        if let Some(c) = lock(&self.http_by_host).get(&ep.host) {
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => String::new(),
+        };
+        self.tls_for(&host)
+    }
+
+    /// The HTTPS client for `host[:port]`: the system roots, plus the CA found in a
+    /// `certs.d/<host>/ca.crt`. Made on first use and kept.
+    fn tls_for(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
+        if let Some(c) = lock(&self.http_by_host).get(host) {
             return Ok(c.clone());
         }
         let mut certs = Vec::new();
         for dir in &self.config.certs_dirs {
-            let path = dir.join(&ep.host).join("ca.crt");
+            let path = dir.join(host).join("ca.crt");
             let pem = match std::fs::read(&path) {
                 Ok(p) => p,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -214,15 +272,20 @@ impl Transport {
             })?;
             certs.extend(found);
         }
-        let client = if certs.is_empty() {
-            self.default_http.clone()
-        } else {
-            builder(&self.config).tls_certs_merge(certs).build().map_err(|e| RegistryError::Config {
-                reason: format!("cannot set up HTTP client for {}: {e}", ep.host),
-            })?
+        let setup_failed = |e: reqwest::Error| RegistryError::Config {
+            reason: format!("cannot set up HTTPS client for {host}: {e}"),
         };
-        lock(&self.http_by_host).insert(ep.host.clone(), client.clone());
-        Ok(client)
+        let client = if certs.is_empty() {
+            // Hosts without a CA of their own share one client (and one copy of the roots).
+            let mut system = lock(&self.system_tls);
+            match &*system {
+                Some(c) => c.clone(),
+                None => system.insert(builder(&self.config).build().map_err(setup_failed)?).clone(),
+            }
+        } else {
+            builder(&self.config).tls_certs_merge(certs).build().map_err(setup_failed)?
+        };
+        Ok(lock(&self.http_by_host).entry(host.to_string()).or_insert(client).clone())
     }
 
     fn semaphore(&self, host: &str) -> Arc<Semaphore> {
@@ -231,6 +294,19 @@ impl Transport {
             .entry(host.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(permits)))
             .clone()
+    }
+
+    /// Remembers that `host` mounts blobs across repositories.
+    pub fn learn_mounts_work(&self, host: &str) {
+        let mut hosts = lock(&self.mounting_hosts);
+        if !hosts.contains(host) {
+            hosts.insert(host.to_string());
+        }
+    }
+
+    /// Whether `host` has mounted a blob for this client.
+    pub fn mounts_work(&self, host: &str) -> bool {
+        lock(&self.mounting_hosts).contains(host)
     }
 
     /// Uses `credential` for `registry` from now on, instead of what `config.json` says.
@@ -292,8 +368,13 @@ impl Transport {
                     return Ok(Some(format!("Bearer {t}")));
                 }
                 let cred = self.credential(&ep.registry).await?;
+                let realm_http = match Url::parse(&realm) {
+                    Ok(url) => self.http_for_url(&url)?,
+                    // fetch_token reports the malformed realm.
+                    Err(_) => self.plain_http.clone(),
+                };
                 let (token, lifetime) = fetch_token(
-                    &self.default_http,
+                    &realm_http,
                     &self.retry,
                     &realm,
                     service.as_deref(),
@@ -366,7 +447,7 @@ impl Transport {
     /// is not an auth failure (401/403) or a retryable failure with attempts left; the
     /// caller interprets its status.
     pub async fn execute(&self, ep: &Endpoint, call: &Call) -> Result<Sent, RegistryError> {
-        let http = self.http_for(ep)?;
+        let http = self.http_for_url(&call.url)?;
         let semaphore = self.semaphore(&ep.host);
         // Registry credentials must not follow a Location to another server (blob storage).
         let same_origin = call.url.origin() == ep.base.origin();
@@ -384,9 +465,10 @@ impl Transport {
             let auth =
                 if same_origin { self.authorization(ep, &call.scope, &call.target).await? } else { None };
             let request = self.build(&http, call, auth.as_deref()).await?;
-            let response = match http.execute(request).await {
+            let response = match self.send(&http, request, call).await {
                 Ok(r) => r,
-                Err(e) => {
+                Err(SendError::Registry(e)) => return Err(e),
+                Err(SendError::Http(e)) => {
                     drop(permit);
                     if call.idempotent && retryable_transport(&e) && self.retry.allows_another(attempts) {
                         tracing::debug!(host = %ep.host, attempts, error = %e.without_url(), "retrying request");
@@ -435,6 +517,30 @@ impl Transport {
                 _ => return Ok(Sent { response, attempts, _permit: permit }),
             }
         }
+    }
+
+    /// Sends `request` with `http`; a plain-HTTP server's redirect to HTTPS (blob storage
+    /// behind an insecure registry) is followed with the TLS client for the new host,
+    /// without the registry's credentials.
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        request: reqwest::Request,
+        call: &Call,
+    ) -> Result<Response, SendError> {
+        let response = http.execute(request).await.map_err(SendError::Http)?;
+        let Some(url) = https_redirect(&response) else { return Ok(response) };
+        if !matches!(call.method, Method::GET | Method::HEAD) {
+            return Ok(response);
+        }
+        drop(response);
+        let tls = self.http_for_url(&url).map_err(SendError::Registry)?;
+        let request = tls
+            .request(call.method.clone(), url)
+            .headers(call.headers.clone())
+            .build()
+            .map_err(SendError::Http)?;
+        tls.execute(request).await.map_err(SendError::Http)
     }
 
     async fn build(

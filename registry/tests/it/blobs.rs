@@ -101,3 +101,59 @@ async fn pushing_a_file_that_does_not_match_its_descriptor_is_refused() {
     let err = client.push_blob(&repo, &blob.desc, &blob.path, None, &no_progress()).await.unwrap_err();
     assert!(err.to_string().contains("10 bytes"), "{err}");
 }
+
+/// Once the registry has mounted a blob, the client asks whether a repository has a blob by
+/// "mounting" it from that repository itself: 201 (present) or 202 (the upload starts) in
+/// one request, instead of a HEAD and then a POST.
+#[tokio::test]
+async fn after_a_mount_blobs_are_checked_by_mounting_from_the_repository_itself() {
+    require_registry!();
+    let reg = Registry::start_with(Auth::None, true);
+    let proxy = crate::proxy::Proxy::start(&reg.addr).await;
+    let (client, _cfg) = anonymous_client();
+    let base = proxy.reference("lab/base:1");
+    let app = proxy.reference("lab/app:1");
+    let shared = blob_file(MediaType::OciLayerGzip, pseudo_random(20_000, 11));
+    let own = blob_file(MediaType::OciLayerGzip, pseudo_random(30_000, 12));
+
+    client.push_blob(&base, &shared.desc, &shared.path, None, &no_progress()).await.unwrap();
+    let heads_before = proxy.seen(axum::http::Method::HEAD, "/blobs/").len();
+    let mounted =
+        client.push_blob(&app, &shared.desc, &shared.path, Some(&base), &no_progress()).await.unwrap();
+    assert_eq!(mounted, PushedBlob::Mounted);
+    assert_eq!(proxy.seen(axum::http::Method::HEAD, "/blobs/").len(), heads_before, "a mount needs no HEAD");
+
+    let first = client.push_blob(&app, &own.desc, &own.path, None, &no_progress()).await.unwrap();
+    assert_eq!(first, PushedBlob::Uploaded);
+    let second = client.push_blob(&app, &own.desc, &own.path, None, &no_progress()).await.unwrap();
+    assert_eq!(second, PushedBlob::AlreadyPresent, "a second push sends nothing");
+    assert_eq!(proxy.seen(axum::http::Method::HEAD, "/blobs/").len(), heads_before, "no HEAD after a mount");
+    let probes = proxy.seen(axum::http::Method::POST, "from=lab%2Fapp");
+    assert_eq!(probes.len(), 2, "one probe per push: {probes:?}");
+    assert_eq!(proxy.seen(axum::http::Method::PUT, "/blobs/uploads/").len(), 2, "one upload of each blob");
+    assert_eq!(std::fs::read(reg.blob_path(&own.desc.digest)).unwrap(), own.bytes);
+}
+
+/// A mount whose source lacks the blob, into a repository that has it: the upload session
+/// the registry started is cancelled and nothing is sent.
+#[tokio::test]
+async fn failed_mount_into_a_repository_that_has_the_blob_sends_nothing() {
+    require_registry!();
+    let reg = Registry::start_with(Auth::None, true);
+    let proxy = crate::proxy::Proxy::start(&reg.addr).await;
+    let (client, _cfg) = anonymous_client();
+    let base = proxy.reference("lab/base:1");
+    let app = proxy.reference("lab/app:1");
+    let blob = blob_file(MediaType::OciLayerGzip, pseudo_random(25_000, 13));
+
+    client.push_blob(&app, &blob.desc, &blob.path, None, &no_progress()).await.unwrap();
+    let puts = proxy.seen(axum::http::Method::PUT, "/blobs/uploads/").len();
+    let again = client.push_blob(&app, &blob.desc, &blob.path, Some(&base), &no_progress()).await.unwrap();
+    assert_eq!(again, PushedBlob::AlreadyPresent);
+    assert_eq!(proxy.seen(axum::http::Method::PUT, "/blobs/uploads/").len(), puts, "no bytes sent");
+    assert_eq!(
+        proxy.seen(axum::http::Method::DELETE, "/blobs/uploads/").len(),
+        1,
+        "the session is cancelled"
+    );
+}

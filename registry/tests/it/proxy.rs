@@ -41,6 +41,7 @@ pub struct Faults {
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: Method,
+    /// Path and query.
     pub path: String,
     pub range: Option<String>,
 }
@@ -144,7 +145,7 @@ async fn forward(st: &ProxyState, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let path_q = req.uri().path_and_query().map_or("/".to_string(), |p| p.as_str().to_string());
     let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    st.seen.lock().unwrap().push(Seen { method: method.clone(), path: path.clone(), range });
+    st.seen.lock().unwrap().push(Seen { method: method.clone(), path: path_q.clone(), range });
 
     let is_blob_get = method == Method::GET && path.contains("/blobs/sha256:");
     let (injected, redirect, corrupt, cut) = {
