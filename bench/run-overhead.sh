@@ -66,12 +66,17 @@ for r in rows:
     by.setdefault(r["builder"], []).append(r)
 med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
 names = {"rbuild": "rbuild", "docker": "docker BuildKit", "buildah": "buildah"}
+# .../rbuild-<rev>/rbuild (rbuild next to its sandbox init) or .../rbuild-<rev>
+parts = sys.argv[3].rstrip("/").split("/")
+label = parts[-2] if parts[-1] == "rbuild" and len(parts) > 1 else parts[-1]
+ranges = {b: (min(float(r["per_run_ms"]) for r in rs), max(float(r["per_run_ms"]) for r in rs)) for b, rs in by.items()}
 out = [f"Per-RUN overhead ({datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, `bash bench/run-overhead.sh`, "
-       f"{len(next(iter(by.values())))} runs per builder, medians; rbuild `{sys.argv[3].rsplit('/', 1)[-1]}`):",
-       "", "| builder | 1 × RUN true, s | 101 × RUN true, s | per RUN, ms |", "|---|---|---|---|"]
+       f"{len(next(iter(by.values())))} runs per builder, medians; rbuild `{label}`):",
+       "", "| builder | 1 × RUN true, s | 101 × RUN true, s | per RUN, ms (min–max) |", "|---|---|---|---|"]
 for b, rs in by.items():
+    lo, hi = ranges[b]
     out.append(f"| {names.get(b, b)} | {med(rs, 'one_run_s'):.2f} | {med(rs, '101_runs_s'):.2f} | "
-               f"{med(rs, 'per_run_ms'):.1f} |")
+               f"{med(rs, 'per_run_ms'):.1f} ({lo:.1f}–{hi:.1f}) |")
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 EOF
