@@ -1,7 +1,7 @@
 //! Blob push and pull: HEAD dedup, cross-repository mount, chunked upload, verified download.
 
 use crate::harness::*;
-use registry::{Digest, MediaType, PushedBlob};
+use registry::{Client, Digest, MediaType, PushedBlob, Reference};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[tokio::test]
@@ -102,17 +102,34 @@ async fn pushing_a_file_that_does_not_match_its_descriptor_is_refused() {
     assert!(err.to_string().contains("10 bytes"), "{err}");
 }
 
+/// A registry (relative `Location`s) behind a recording proxy, a client, and two of its
+/// repositories: `base` (a base image's) and `app`.
+struct MountLab {
+    reg: Registry,
+    proxy: crate::proxy::Proxy,
+    client: Client,
+    base: Reference,
+    app: Reference,
+}
+
+impl MountLab {
+    async fn start() -> MountLab {
+        let reg = Registry::start_with(Auth::None, true);
+        let proxy = crate::proxy::Proxy::start(&reg.addr).await;
+        let (client, _cfg) = anonymous_client();
+        let base = proxy.reference("lab/base:1");
+        let app = proxy.reference("lab/app:1");
+        MountLab { reg, proxy, client, base, app }
+    }
+}
+
 /// Once the registry has mounted a blob, the client asks whether a repository has a blob by
 /// "mounting" it from that repository itself: 201 (present) or 202 (the upload starts) in
 /// one request, instead of a HEAD and then a POST.
 #[tokio::test]
 async fn after_a_mount_blobs_are_checked_by_mounting_from_the_repository_itself() {
     require_registry!();
-    let reg = Registry::start_with(Auth::None, true);
-    let proxy = crate::proxy::Proxy::start(&reg.addr).await;
-    let (client, _cfg) = anonymous_client();
-    let base = proxy.reference("lab/base:1");
-    let app = proxy.reference("lab/app:1");
+    let MountLab { reg, proxy, client, base, app } = MountLab::start().await;
     let shared = blob_file(MediaType::OciLayerGzip, pseudo_random(20_000, 11));
     let own = blob_file(MediaType::OciLayerGzip, pseudo_random(30_000, 12));
 
@@ -139,11 +156,7 @@ async fn after_a_mount_blobs_are_checked_by_mounting_from_the_repository_itself(
 #[tokio::test]
 async fn failed_mount_into_a_repository_that_has_the_blob_sends_nothing() {
     require_registry!();
-    let reg = Registry::start_with(Auth::None, true);
-    let proxy = crate::proxy::Proxy::start(&reg.addr).await;
-    let (client, _cfg) = anonymous_client();
-    let base = proxy.reference("lab/base:1");
-    let app = proxy.reference("lab/app:1");
+    let MountLab { reg: _registry, proxy, client, base, app } = MountLab::start().await;
     let blob = blob_file(MediaType::OciLayerGzip, pseudo_random(25_000, 13));
 
     client.push_blob(&app, &blob.desc, &blob.path, None, &no_progress()).await.unwrap();
