@@ -186,9 +186,9 @@ impl Executor {
     /// cgroup), waits for it, removes the cgroup and the mount stubs, and returns
     /// [`ExecutorError::Cancelled`]. Dropping the future does the same in a background
     /// thread. Mounts live only in the sandbox's mount namespace and disappear with it.
-    /// Nothing of the run is left in `state_dir` afterwards. If this process is killed outright, the
-    /// sandbox dies with it, and the next executor created removes its cgroup and run
-    /// directory.
+    /// Nothing of the run is left in `state_dir` afterwards. If this process is killed
+    /// outright, the sandbox dies with it, and the next executor created removes its cgroup
+    /// and run directory.
     pub async fn run(
         &self,
         spec: Spec,

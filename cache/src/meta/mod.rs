@@ -144,14 +144,13 @@ impl Meta {
     }
 
     fn create_tables(&self) -> Result<(), StoreError> {
-        let meta = self;
-        meta.write(true, |txn| {
-            txn.open_table(CACHE).map_err(db_err(&meta.path))?;
-            txn.open_table(LAYERS).map_err(db_err(&meta.path))?;
-            txn.open_table(IMAGES).map_err(db_err(&meta.path))?;
-            txn.open_table(IMPORTS).map_err(db_err(&meta.path))?;
-            txn.open_table(KV).map_err(db_err(&meta.path))?;
-            txn.open_table(UNSYNCED).map_err(db_err(&meta.path))?;
+        self.write(true, |txn| {
+            txn.open_table(CACHE).map_err(db_err(&self.path))?;
+            txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+            txn.open_table(IMAGES).map_err(db_err(&self.path))?;
+            txn.open_table(IMPORTS).map_err(db_err(&self.path))?;
+            txn.open_table(KV).map_err(db_err(&self.path))?;
+            txn.open_table(UNSYNCED).map_err(db_err(&self.path))?;
             Ok(())
         })
     }
@@ -210,9 +209,7 @@ impl Meta {
         match op {
             Op::InsertLayer { id, record, import_key, boot_id } => {
                 for b in &record.blobs {
-                    if !self.content.contains(&b.descriptor.digest) {
-                        return Err(ContentError::NotFound(b.descriptor.digest.clone()).into());
-                    }
+                    self.require_blob(&b.descriptor.digest)?;
                 }
                 let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
                 t.insert(id.as_str(), encode(record).as_slice()).map_err(db_err(&self.path))?;
@@ -226,9 +223,7 @@ impl Meta {
             }
             Op::PutCache { key, record } => {
                 for blob in &record.blobs {
-                    if !self.content.contains(blob) {
-                        return Err(ContentError::NotFound(blob.clone()).into());
-                    }
+                    self.require_blob(blob)?;
                 }
                 let layers = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
                 for id in &record.chain {
@@ -241,35 +236,48 @@ impl Meta {
                 Ok(())
             }
             Op::SetLayerBlob { id, blob } => {
-                if !self.content.contains(&blob.descriptor.digest) {
-                    return Err(ContentError::NotFound(blob.descriptor.digest.clone()).into());
-                }
-                let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
-                let mut rec: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
-                    Some(v) => decode("layers", id.as_str(), v.value())?,
-                    None => return Err(StoreError::LayerNotFound(id.clone())),
-                };
-                if rec.diff_id.is_none() {
-                    rec.diff_id = Some(blob.diff_id.clone());
-                }
-                rec.blobs.retain(|b| b.compression != blob.compression);
-                rec.blobs.push(blob.clone());
-                t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
-                Ok(())
+                self.require_blob(&blob.descriptor.digest)?;
+                self.update_layer(txn, id, |rec| {
+                    if rec.diff_id.is_none() {
+                        rec.diff_id = Some(blob.diff_id.clone());
+                    }
+                    rec.blobs.retain(|b| b.compression != blob.compression);
+                    rec.blobs.push(blob.clone());
+                })
             }
             Op::SetLayerCreated { id, created_unix } => {
-                let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
-                let mut rec: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
-                    Some(v) => decode("layers", id.as_str(), v.value())?,
-                    None => return Err(StoreError::LayerNotFound(id.clone())),
-                };
-                if rec.created_unix != *created_unix {
-                    rec.created_unix = *created_unix;
-                    t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
-                }
-                Ok(())
+                self.update_layer(txn, id, |rec| rec.created_unix = *created_unix)
             }
         }
+    }
+
+    /// `ContentError::NotFound` unless the blob is in the content store.
+    fn require_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        if self.content.contains(digest) {
+            Ok(())
+        } else {
+            Err(ContentError::NotFound(digest.clone()).into())
+        }
+    }
+
+    /// Reads a layer's record, lets `change` edit it, and writes it back when it changed.
+    fn update_layer(
+        &self,
+        txn: &WriteTransaction,
+        id: &LayerId,
+        change: impl FnOnce(&mut LayerRecord),
+    ) -> Result<(), StoreError> {
+        let mut t = txn.open_table(LAYERS).map_err(db_err(&self.path))?;
+        let before: LayerRecord = match t.get(id.as_str()).map_err(db_err(&self.path))? {
+            Some(v) => decode("layers", id.as_str(), v.value())?,
+            None => return Err(StoreError::LayerNotFound(id.clone())),
+        };
+        let mut rec = before.clone();
+        change(&mut rec);
+        if rec != before {
+            t.insert(id.as_str(), encode(&rec).as_slice()).map_err(db_err(&self.path))?;
+        }
+        Ok(())
     }
 
     fn get_json<T: DeserializeOwned>(
@@ -444,9 +452,7 @@ impl Meta {
         if name.is_empty() {
             return Err(StoreError::Invalid { what: "image name", reason: "empty".into() });
         }
-        if !self.content.contains(&record.manifest.digest) {
-            return Err(ContentError::NotFound(record.manifest.digest.clone()).into());
-        }
+        self.require_blob(&record.manifest.digest)?;
         let value = encode(record);
         self.write(true, |txn| {
             let mut t = txn.open_table(IMAGES).map_err(db_err(&self.path))?;

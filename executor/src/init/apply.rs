@@ -103,7 +103,9 @@ pub(crate) fn mount_overlay(
     flags: MsFlags,
     features: OverlayFeatures,
 ) -> io::Result<()> {
-    if let (Some((_, work)), true) = (upper_work, features.volatile) {
+    if features.volatile
+        && let Some((_, work)) = upper_work
+    {
         // A `volatile` mount leaves this marker behind, and overlayfs refuses the work
         // directory while it is there, as the upper directory may have lost writes in a
         // crash. Within one boot nothing was lost (the page cache outlives any process), and

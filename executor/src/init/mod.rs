@@ -170,27 +170,15 @@ fn outer(req: InitRequest, status: OwnedFd, parent: Option<OwnedFd>) -> Result<i
             // Rooted at the run's cgroup, which this process is in now.
             flags |= CloneFlags::CLONE_NEWCGROUP;
         }
-        CgroupFs::V2(dir) => {
-            let opened = rustix::fs::open(
-                dir,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .stage(format!("opening the cgroup {}", dir.display()));
-            match opened {
-                Ok(fd) => v2_cgroup = Some((fd, dir)),
-                Err(e) => return Err((e, status)),
-            }
-        }
+        // Pid 1 is forked into it and creates the cgroup namespace itself.
+        CgroupFs::V2(dir) => v2_cgroup = Some(dir.as_path()),
     }
     if let Err(e) = nix::sched::unshare(flags).stage("creating namespaces") {
         return Err((e, status));
     }
-    let forked = match &v2_cgroup {
-        Some((fd, dir)) => fork_into_cgroup(fd.as_fd(), dir),
-        // SAFETY: this process is single-threaded (a fresh exec that started no threads).
-        None => unsafe { nix::unistd::fork() }
-            .map_err(|e| Failure::new(FailStage::Setup("forking pid 1".into()), e.to_string())),
+    let forked = match v2_cgroup {
+        Some(dir) => fork_into_cgroup(dir),
+        None => fork_pid1(),
     };
     match forked {
         Ok(ForkResult::Child) => {
@@ -205,13 +193,17 @@ fn outer(req: InitRequest, status: OwnedFd, parent: Option<OwnedFd>) -> Result<i
     }
 }
 
-/// Forks pid 1 straight into the cgroup v2 directory `cgroup` (`clone3` with
+/// Forks pid 1.
+fn fork_pid1() -> Result<ForkResult, Failure> {
+    // SAFETY: this process is single-threaded (a fresh exec that started no threads).
+    unsafe { nix::unistd::fork() }
+        .map_err(|e| Failure::new(FailStage::Setup("forking pid 1".into()), e.to_string()))
+}
+
+/// Forks pid 1 straight into the cgroup v2 directory `dir` (`clone3` with
 /// `CLONE_INTO_CGROUP`, Linux 5.7). Where the kernel lacks it, a plain fork whose child
 /// moves itself through `cgroup.procs`.
-fn fork_into_cgroup(
-    cgroup: std::os::fd::BorrowedFd<'_>,
-    dir: &std::path::Path,
-) -> Result<ForkResult, Failure> {
+fn fork_into_cgroup(dir: &std::path::Path) -> Result<ForkResult, Failure> {
     /// `struct clone_args` up to and including `cgroup` (CLONE_ARGS_SIZE_VER2).
     #[repr(C)]
     #[derive(Default)]
@@ -230,6 +222,12 @@ fn fork_into_cgroup(
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     use std::os::fd::AsRawFd;
+    let cgroup = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .stage(format!("opening the cgroup {}", dir.display()))?;
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -241,17 +239,15 @@ fn fork_into_cgroup(
     let rc = unsafe {
         libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
     };
-    let fail = |e: std::io::Error| Failure::new(FailStage::Setup("forking pid 1".into()), e.to_string());
     match rc {
         0 => Ok(ForkResult::Child),
         pid if pid > 0 => Ok(ForkResult::Parent { child: nix::unistd::Pid::from_raw(pid as i32) }),
         _ => {
             let err = std::io::Error::last_os_error();
             if !matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)) {
-                return Err(fail(err));
+                return Err(Failure::new(FailStage::Setup("forking pid 1".into()), err.to_string()));
             }
-            // SAFETY: this process is single-threaded (a fresh exec that started no threads).
-            let forked = unsafe { nix::unistd::fork() }.map_err(|e| fail(e.into()))?;
+            let forked = fork_pid1()?;
             if let ForkResult::Child = forked {
                 std::fs::write(dir.join("cgroup.procs"), "0")
                     .stage(format!("joining the cgroup {}", dir.display()))?;
