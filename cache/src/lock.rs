@@ -78,9 +78,13 @@ fn read_pid(file: &mut File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
+/// Writes our pid over the previous holder's, padded to a fixed width, so that a process
+/// reading the file meanwhile sees one pid or the other, never an emptied file (truncating
+/// first left a window in which a waiter could not say whom it waits for).
 fn write_pid(file: &mut File) -> std::io::Result<()> {
-    file.set_len(0)?;
+    let line = format!("{:<20}\n", std::process::id());
     file.seek(SeekFrom::Start(0))?;
-    writeln!(file, "{}", std::process::id())?;
+    file.write_all(line.as_bytes())?;
+    file.set_len(line.len() as u64)?;
     file.flush()
 }
